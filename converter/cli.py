@@ -1,4 +1,4 @@
-"""``python -m converter {counts,train,eyes,evaluate,convert}``: the model toolchain's commands."""
+"""``python -m converter {counts,train,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face (as the daemon does for a manifest with flip_average)")
 
+    p = sub.add_parser("ensemble", help="average several trained .keras models inside one graph")
+    p.add_argument("models", nargs="+", help="two or more .keras models with the same input and classes")
+    p.add_argument("--out", required=True, help="output .keras file (a .provenance.json is written beside it)")
+
     p = sub.add_parser("convert", help="convert a .keras model to TFLite variants with manifests")
     p.add_argument("model", help="trained .keras file")
     p.add_argument("--data", required=True, help="data for the representative set and the test metrics")
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.manifest import ManifestError
 
     from .datasets import DatasetError
+    from .ensemble import EnsembleError
 
     try:
         if args.cmd == "counts":
@@ -105,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import evaluate_cli
 
             return evaluate_cli(args)
+        if args.cmd == "ensemble":
+            from .ensemble import ensemble_cli
+
+            return ensemble_cli(args)
         if args.cmd == "convert":
             from .convert import convert_cli
 
             return convert_cli(args)
-    except (DatasetError, ManifestError, FileNotFoundError) as exc:
+    except (DatasetError, ManifestError, EnsembleError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

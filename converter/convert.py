@@ -151,7 +151,11 @@ def latency_ms(model: TfliteModel, face: np.ndarray, runs: int = 200) -> float:
 
 
 def training_provenance(model_path: Path) -> dict | None:
-    """``train_config.json`` written by ``converter.train`` beside the model, if present."""
+    """How the model was made: ``<model>.provenance.json`` written by ``converter ensemble``, else
+    ``train_config.json`` written by ``converter train`` beside the model, if present."""
+    prov = model_path.with_name(model_path.stem + ".provenance.json")
+    if prov.is_file():
+        return json.loads(prov.read_text())
     cfg = model_path.parent / "train_config.json"
     if not cfg.is_file():
         return None

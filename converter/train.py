@@ -194,6 +194,9 @@ def train(cfg: TrainConfig) -> Path:
         backbone.trainable = True
     opt = keras.optimizers.AdamW(_schedule(cfg, steps), weight_decay=1e-4)
     model.compile(opt, loss, metrics=["accuracy"])
+    # BackupAndRestore stores the resumed epoch on the model and Keras never clears it: after a
+    # resumed head phase, fine-tuning would silently start at that epoch (skipping epochs).
+    model._initial_epoch = None
     t0 = time.time()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, class_weight=weights,
               callbacks=callbacks("finetune"), verbose=_verbose())

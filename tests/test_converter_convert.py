@@ -228,3 +228,59 @@ def test_to_tflite_rejects_bad_requests(tiny_keras):
         convert.to_tflite(tiny_keras[1], "int8")
     with pytest.raises(ValueError, match="unknown variant 'int4'"):
         convert.to_tflite(tiny_keras[1], "int4")
+
+
+def _perturbed_copy(model: keras.Model, folder: Path, seed: int) -> Path:
+    """The tiny model with noise added to its weights: a second, different ensemble member."""
+    rng = np.random.default_rng(seed)
+    other = keras.models.clone_model(model)
+    other.set_weights([w + rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+    folder.mkdir(parents=True, exist_ok=True)
+    other.save(folder / "best.keras")
+    return folder / "best.keras"
+
+
+def test_ensemble_averages_members_inside_one_graph_and_converts(tiny_keras, tmp_path):
+    first, model = tiny_keras
+    second = _perturbed_copy(model, tmp_path / "run2", seed=1)
+    out = tmp_path / "ens" / "emotion_ensemble.keras"
+    rc, text = _run_cli(["ensemble", str(first), str(second), "--out", str(out)])
+    assert rc == 0, text
+    assert "2 members" in text
+
+    prep = Preprocessor(float_manifest((48, 48, 1), FER_LABELS), np.float32)
+    faces = np.stack([prep.prepare_face(f) for f in fer_faces(40, "test")])
+    members = [keras.models.load_model(p) for p in (first, second)]
+    expected = np.mean([m.predict(faces, verbose=0) for m in members], axis=0)
+    got = keras.models.load_model(out).predict(faces, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # the members really differ, so the mean is not trivially either of them
+    assert np.abs(members[0].predict(faces, verbose=0) - expected).max() > 1e-3
+
+    provenance = json.loads(out.with_name("emotion_ensemble.provenance.json").read_text())
+    assert [m["model"] for m in provenance["members"]] == [str(first), str(second)]
+    assert provenance["members"][0]["training"]["arch"] == "tiny"
+
+    stem = tmp_path / "models" / "emotion"
+    rc, text = _run_cli([
+        "convert", str(out), "--data", str(shared_file("fer2013")), "--out", str(stem),
+        "--variants", "float32", "--limit", "20", "--latency-runs", "2",
+    ])
+    assert rc == 0, text
+    manifest = load_manifest(convert.variant_path(stem, "float32"))
+    assert manifest.source_model == "emotion_ensemble.keras"
+    assert len(manifest.training["members"]) == 2
+
+
+def test_ensemble_rejects_members_that_do_not_fit(tiny_keras, tmp_path, capsys):
+    inp = keras.Input((64, 64, 1))
+    other = keras.Model(inp, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inp)))
+    other.save(tmp_path / "other.keras")
+    argv = ["ensemble", str(tiny_keras[0]), str(tmp_path / "other.keras"), "--out", str(tmp_path / "e.keras")]
+    assert converter_main(argv) == 2
+    assert "member 1 takes (64, 64, 1) and gives 7 classes; member 0 takes (48, 48, 1)" in capsys.readouterr().err
+    assert converter_main(["ensemble", str(tiny_keras[0]), "--out", str(tmp_path / "e.keras")]) == 2
+    assert "at least two models" in capsys.readouterr().err
+    assert converter_main(["ensemble", str(tiny_keras[0]), str(tmp_path / "none.keras"), "--out", str(tmp_path / "e.keras")]) == 2
+    assert "none.keras" in capsys.readouterr().err
+    assert not (tmp_path / "e.keras").exists()
