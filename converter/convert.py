@@ -29,11 +29,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from daemon.classify import TfliteModel
+from daemon.classify import TfliteModel, with_mirrors
 from daemon.manifest import Manifest, Metrics, Quantization, manifest_path, save_manifest
 from daemon.preprocess import Preprocessor
 
 from .datasets import Split, load_split, print_counts
+from .ensemble import PROVENANCE_SUFFIX
 from .evaluate import (
     ClassMetrics,
     agreement,
@@ -140,7 +141,7 @@ def latency_ms(model: TfliteModel, face: np.ndarray, runs: int = 200) -> float:
     the face and its mirror image go through one invoke, as in the daemon."""
     x = model.preprocessor.prepare_face(face)[None]
     if model.manifest.flip_average:
-        x = np.concatenate([x, x[:, :, ::-1]])
+        x = with_mirrors(x)
     model.predict(x)
     times = []
     for _ in range(max(1, runs)):
@@ -153,7 +154,7 @@ def latency_ms(model: TfliteModel, face: np.ndarray, runs: int = 200) -> float:
 def training_provenance(model_path: Path) -> dict | None:
     """How the model was made: ``<model>.provenance.json`` written by ``converter ensemble``, else
     ``train_config.json`` written by ``converter train`` beside the model, if present."""
-    prov = model_path.with_name(model_path.stem + ".provenance.json")
+    prov = model_path.with_name(model_path.stem + PROVENANCE_SUFFIX)
     if prov.is_file():
         return json.loads(prov.read_text())
     cfg = model_path.parent / "train_config.json"
@@ -273,7 +274,7 @@ def convert_cli(args) -> int:
     split = limit_split(load_labelled_split(args.data, args.split, labels), args.limit)
     print_counts(split)
     base = float_manifest(model.input_shape, labels, args.margin, args.task)
-    if getattr(args, "flip_average", False):
+    if args.flip_average:
         base = base.model_copy(update={"flip_average": True})
     representative = representative_faces(rep_split, base, args.rep_samples) if "int8" in variants else None
 

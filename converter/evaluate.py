@@ -3,8 +3,8 @@
 Inputs are always made by ``daemon.preprocess.Preprocessor`` from a manifest, the function the
 daemon runs, so a figure measured here is a figure for the daemon's own input path. The metric
 arithmetic works on a confusion matrix with plain NumPy, so it is exact and testable without
-TensorFlow. Test-time flip averaging is available for measurement (``tta_flip``) but off by
-default because the daemon classifies each face once.
+TensorFlow. Flip averaging (each face and its mirror image) is applied when the manifest asks for
+it (``flip_average``), as the daemon does, or on request (``tta_flip``) to measure whether it helps.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from daemon.manifest import (
     Quantization,
     ManifestError,
 )
-from daemon.classify import TfliteModel
+from daemon.classify import TfliteModel, mean_of_mirrors, with_mirrors
 from daemon.preprocess import Preprocessor
 
 from .datasets import DatasetError, Split, load_split
@@ -233,9 +233,8 @@ def predict_split(
         n = min(batch, len(split) - start)
         for i in range(n):
             preprocessor.prepare_face(split.image(start + i), out=x[i])
-        probs = predict(x[:n])
-        if tta_flip:
-            probs = (probs + predict(np.ascontiguousarray(x[:n, :, ::-1]))) / 2
+        # flip averaging as the daemon does it: faces and mirrors in one call
+        probs = mean_of_mirrors(predict(with_mirrors(x[:n]))) if tta_flip else predict(x[:n])
         outs.append(np.array(probs, dtype=np.float32))
     return np.concatenate(outs) if outs else np.zeros((0, len(split.labels)), np.float32)
 

@@ -56,6 +56,17 @@ def _litert():
     return interpreter
 
 
+def with_mirrors(faces: np.ndarray) -> np.ndarray:
+    """Prepared faces (N, H, W, C) followed by their mirror images: one batch for flip averaging."""
+    return np.concatenate([faces, faces[:, :, ::-1]])
+
+
+def mean_of_mirrors(probs: np.ndarray) -> np.ndarray:
+    """(2N, classes) probabilities of faces then their mirrors → (N, classes), their mean."""
+    n = len(probs) // 2
+    return (probs[:n] + probs[n:]) * 0.5
+
+
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     if values.dtype.kind in "iu":
         scale, zero_point = detail["quantization"]
@@ -187,9 +198,7 @@ class TfliteModel:
         """Every face of a frame in one batch → (N, classes) probabilities in ``self.labels`` order."""
         if not self.flip_average:
             return self.predict(self.preprocessor.prepare(frame, boxes))
-        n = len(boxes)
-        probs = self.predict(self.preprocessor.prepare(frame, boxes, mirror=True))
-        return (probs[:n] + probs[n:]) * 0.5
+        return mean_of_mirrors(self.predict(self.preprocessor.prepare(frame, boxes, mirror=True)))
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":
