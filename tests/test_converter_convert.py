@@ -251,15 +251,25 @@ def test_ensemble_averages_members_inside_one_graph_and_converts(tiny_keras, tmp
     prep = Preprocessor(float_manifest((48, 48, 1), FER_LABELS), np.float32)
     faces = np.stack([prep.prepare_face(f) for f in fer_faces(40, "test")])
     members = [keras.models.load_model(p) for p in (first, second)]
-    expected = np.mean([m.predict(faces, verbose=0) for m in members], axis=0)
+    probs = [m.predict(faces, verbose=0).astype(np.float64) for m in members]
+    # default: softmax of the mean logits = normalised geometric mean of the probabilities
+    geometric = np.exp(np.mean(np.log(probs), axis=0))
+    geometric /= geometric.sum(axis=1, keepdims=True)
     got = keras.models.load_model(out).predict(faces, verbose=0)
-    np.testing.assert_allclose(got, expected, atol=1e-6)
-    # the members really differ, so the mean is not trivially either of them
-    assert np.abs(members[0].predict(faces, verbose=0) - expected).max() > 1e-3
+    np.testing.assert_allclose(got, geometric, atol=1e-5)
+    arithmetic = np.mean(probs, axis=0)
+    # the members really differ, so neither mean is trivially one of them, nor the two means equal
+    assert np.abs(probs[0] - geometric).max() > 1e-3
+    assert np.abs(arithmetic - geometric).max() > 1e-4
+    by_probs = tmp_path / "ens" / "emotion_ensemble_probs.keras"
+    rc, text = _run_cli(["ensemble", str(first), str(second), "--out", str(by_probs), "--combine", "probs"])
+    assert rc == 0, text
+    np.testing.assert_allclose(keras.models.load_model(by_probs).predict(faces, verbose=0), arithmetic, atol=1e-5)
 
     provenance = json.loads(out.with_name("emotion_ensemble.provenance.json").read_text())
     assert [m["model"] for m in provenance["members"]] == [str(first), str(second)]
     assert provenance["members"][0]["training"]["arch"] == "tiny"
+    assert provenance["combine"] == "logits"
 
     stem = tmp_path / "models" / "emotion"
     rc, text = _run_cli([
@@ -283,4 +293,10 @@ def test_ensemble_rejects_members_that_do_not_fit(tiny_keras, tmp_path, capsys):
     assert "at least two models" in capsys.readouterr().err
     assert converter_main(["ensemble", str(tiny_keras[0]), str(tmp_path / "none.keras"), "--out", str(tmp_path / "e.keras")]) == 2
     assert "none.keras" in capsys.readouterr().err
+    inp = keras.Input((48, 48, 1))
+    no_softmax = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(7)(keras.layers.Flatten()(inp))))
+    no_softmax.save(tmp_path / "no_softmax.keras")
+    argv = ["ensemble", str(tiny_keras[0]), str(tmp_path / "no_softmax.keras"), "--out", str(tmp_path / "e.keras")]
+    assert converter_main(argv) == 2
+    assert "member 1's last layer is Softmax, not a softmax Dense; use --combine probs" in capsys.readouterr().err
     assert not (tmp_path / "e.keras").exists()
