@@ -8,6 +8,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .ensemble import COMBINE  # noqa: E402  (plain data; the module imports Keras only when building)
+
 
 def _add_train(sub) -> None:
     from .train import TrainConfig
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ensemble", help="average several trained .keras models inside one graph")
     p.add_argument("models", nargs="+", help="two or more .keras models with the same input and classes")
     p.add_argument("--out", required=True, help="output .keras file (a .provenance.json is written beside it)")
-    p.add_argument("--combine", choices=("logits", "probs"), default="logits",
+    p.add_argument("--combine", choices=tuple(COMBINE), default="logits",
                    help="average the members' logits then softmax (default), or average their probabilities")
 
     p = sub.add_parser("convert", help="convert a .keras model to TFLite variants with manifests")

@@ -13,7 +13,11 @@ import json
 from pathlib import Path
 
 PROVENANCE_SUFFIX = ".provenance.json"
-COMBINE = ("logits", "probs")
+# how members are combined → what the provenance file says about it
+COMBINE = {
+    "logits": "softmax of the mean of the members' logits (geometric mean of probabilities), inside one graph",
+    "probs": "mean of the members' probabilities, inside one graph",
+}
 
 
 class EnsembleError(ValueError):
@@ -87,10 +91,7 @@ def ensemble_cli(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     provenance = {
-        "ensemble": {
-            "logits": "softmax of the mean of the members' logits (geometric mean of probabilities), inside one graph",
-            "probs": "mean of the members' probabilities, inside one graph",
-        }[args.combine],
+        "ensemble": COMBINE[args.combine],
         "combine": args.combine,
         "members": [{"model": str(p), "training": training_provenance(p)} for p in paths],
     }
