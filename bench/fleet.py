@@ -45,9 +45,9 @@ LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 def simulated_device(args: argparse.Namespace) -> None:
     """One device process: the daemon's publishing schedule with real payloads."""
-    from daemon.mqtt import MqttConfig, MqttPublisher
-    from daemon.outbox import Outbox, OutboxConfig
-    from daemon.payloads import event_payload, state_payload, stats_payload
+    from daemon.publish.mqtt import MqttConfig, MqttPublisher
+    from daemon.publish.outbox import Outbox, OutboxConfig
+    from daemon.publish.payloads import event_payload, state_payload, stats_payload
     from daemon.types import Event, FaceState, Observation
 
     rng = random.Random(args.device)

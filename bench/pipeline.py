@@ -3,7 +3,7 @@
 One process, one core (pinned at start like ``taskset -c 0``), unthrottled (frames decoded as
 fast as possible), no MQTT. Three contenders on the same decoded clip:
 
-* emotiond: ``daemon.pipeline.Pipeline.process`` (detect every Nth frame on a downscaled grey
+* emotiond: ``daemon.vision.pipeline.Pipeline.process`` (detect every Nth frame on a downscaled grey
   frame → track → batch classify with LiteRT → eye state) then the rules engine, configured by
   the repository's ``config.yaml`` — exactly what ``emotiond run`` does per frame.
 * naive: what a tutorial does: Haar ``detectMultiScale`` with default parameters on every
@@ -71,7 +71,7 @@ def decoded(clip, limit: int | None):
 
 def emotiond_run(clip) -> Run:
     from daemon.config import load_config
-    from daemon.pipeline import Pipeline
+    from daemon.vision.pipeline import Pipeline
     from daemon.rules import RulesEngine
     from daemon.stats import PipelineStats
     from daemon.types import Frame
@@ -83,7 +83,7 @@ def emotiond_run(clip) -> Run:
             run.stages[stage].append(ms)
 
     cfg = load_config(REPO / "config.yaml")
-    pipe = Pipeline(cfg, Recorder())
+    pipe = Pipeline.from_config(cfg, Recorder())
     rules = RulesEngine(cfg.rules, pipe.labels)
     t_start = time.perf_counter()
     for i, (image, dec_ms) in enumerate(decoded(clip, None)):

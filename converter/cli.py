@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
 
     args = ap.parse_args(argv)
-    from daemon.manifest import ManifestError
+    from daemon.model.manifest import ManifestError
 
     from .datasets import DatasetError
     from .ensemble import EnsembleError

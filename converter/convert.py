@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,12 +28,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from daemon.classify import TfliteModel, with_mirrors
-from daemon.manifest import Manifest, Metrics, Quantization, manifest_path, save_manifest
-from daemon.preprocess import Preprocessor
+from daemon.model.tflite import TfliteModel, with_mirrors
+from daemon.model.manifest import Manifest, Metrics, Quantization, manifest_path, save_manifest
+from daemon.model.preprocess import Preprocessor
 
 from .datasets import Split, load_split, print_counts
-from .ensemble import PROVENANCE_SUFFIX
+from .provenance import training_provenance
 from .evaluate import (
     ClassMetrics,
     agreement,
@@ -149,22 +148,6 @@ def latency_ms(model: TfliteModel, face: np.ndarray, runs: int = 200) -> float:
         model.predict(x)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000)
-
-
-def training_provenance(model_path: Path) -> dict | None:
-    """How the model was made: ``<model>.provenance.json`` written by ``converter ensemble``, else
-    ``train_config.json`` written by ``converter train`` beside the model, if present."""
-    prov = model_path.with_name(model_path.stem + PROVENANCE_SUFFIX)
-    if prov.is_file():
-        return json.loads(prov.read_text())
-    cfg = model_path.parent / "train_config.json"
-    if not cfg.is_file():
-        return None
-    info = json.loads(cfg.read_text())
-    best = model_path.parent / "best.json"
-    if best.is_file():
-        info["best_val_accuracy"] = json.loads(best.read_text()).get("val_accuracy")
-    return info
 
 
 def variant_path(stem: str | Path, variant: str) -> Path:

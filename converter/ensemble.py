@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PROVENANCE_SUFFIX = ".provenance.json"
+from .provenance import PROVENANCE_SUFFIX, training_provenance
+
 # how members are combined → what the provenance file says about it
 COMBINE = {
     "logits": "softmax of the mean of the members' logits (geometric mean of probabilities), inside one graph",
@@ -79,8 +80,6 @@ def build_ensemble(members: list, name: str = "ensemble", combine: str = "logits
 
 def ensemble_cli(args) -> int:
     import keras
-
-    from .convert import training_provenance
 
     paths = [Path(p) for p in args.models]
     for p in paths:

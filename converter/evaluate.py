@@ -1,6 +1,6 @@
 """Measure a classifier (Keras or any ``.tflite``) on a labelled split.
 
-Inputs are always made by ``daemon.preprocess.Preprocessor`` from a manifest, the function the
+Inputs are always made by ``daemon.model.preprocess.Preprocessor`` from a manifest, the function the
 daemon runs, so a figure measured here is a figure for the daemon's own input path. The metric
 arithmetic works on a confusion matrix with plain NumPy, so it is exact and testable without
 TensorFlow. Flip averaging (each face and its mirror image) is applied when the manifest asks for
@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from daemon.manifest import (
+from daemon.model.manifest import (
     Crop,
     InputSpec,
     Manifest,
@@ -24,8 +24,8 @@ from daemon.manifest import (
     Quantization,
     ManifestError,
 )
-from daemon.classify import TfliteModel, mean_of_mirrors, with_mirrors
-from daemon.preprocess import Preprocessor
+from daemon.model.tflite import TfliteModel, mean_of_mirrors, with_mirrors
+from daemon.model.preprocess import Preprocessor
 
 from .datasets import DatasetError, Split, load_split
 
@@ -202,7 +202,7 @@ def float_manifest(input_shape: tuple, labels: list[str], margin: float = 0.1, t
 def load_tflite(path: str | Path) -> TfliteModel:
     """A .tflite file and its manifest, loaded by the daemon's own classifier (one thread, CPU),
     so what the converter measures is what the device runs."""
-    from daemon.classify import ModelError
+    from daemon.model.tflite import ModelError
 
     try:
         return TfliteModel(path, threads=1)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.classify import TfliteModel
-from daemon.manifest import Crop, InputSpec, Manifest, Metrics, Normalize, Quantization, save_manifest
+from daemon.model.tflite import TfliteModel
+from daemon.model.manifest import Crop, InputSpec, Manifest, Metrics, Normalize, Quantization, save_manifest
 
 from .convert import latency_ms, quantization_of, representative_faces, to_tflite
 from .datasets import DatasetError, Split, print_counts

@@ -30,15 +30,16 @@ from typing import IO, Iterator
 import cv2
 import numpy as np
 
-from .annotate import draw
-from .config import EX_CONFIG, Config
-from .pipeline import Pipeline
-from .sources import IMAGE_SUFFIXES
+from .capture.folder import IMAGE_SUFFIXES, list_images
+from .config import Config
+from .exitcodes import EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_OK, EX_USAGE
+from .publish.payloads import probs_json
 from .types import Frame, Observation
+from .vision.annotate import draw
+from .vision.pipeline import Pipeline
+from .vision.signals import signal_cells, signal_columns, signals_json
 
 log = logging.getLogger(__name__)
-
-EX_OK, EX_USAGE, EX_NOINPUT, EX_CANTCREAT = 0, 64, 66, 73
 VIDEO_FOURCC = "mp4v"
 
 
@@ -133,33 +134,30 @@ class Timeline:
         if not self.json:
             self._csv = csv.writer(self._fh)
             head = ["frame", "time_s", "track", "primary", "x", "y", "w", "h", "label", "confidence"]
-            self._csv.writerow(head + [f"p_{name}" for name in labels] + ["eye_closed"])
+            self._columns = head + [f"p_{name}" for name in labels] + signal_columns()
+            self._csv.writerow(self._columns)
 
     def add(self, index: int, t: float, obs: Observation) -> None:
         if self.json:
             faces = [
                 {"track": f.track_id, "primary": f.primary, "box": list(map(int, f.box)), "label": f.label,
-                 "confidence": round(f.confidence, 4), "probs": dict(zip(self.labels, _rounded(f.probs))),
-                 "eye_closed": None if f.eye_closed is None else round(f.eye_closed, 4)}
+                 "confidence": round(f.confidence, 4), "probs": probs_json(f.probs, self.labels),
+                 **signals_json(f.signals)}
                 for f in obs.faces
             ]
             self._doc["frames"].append({"frame": index, "time_s": round(t, 4), "faces": faces})
             return
         if not obs.faces:
-            self._csv.writerow([index, f"{t:.4f}"] + [""] * (9 + len(self.labels)))
+            self._csv.writerow([index, f"{t:.4f}"] + [""] * (len(self._columns) - 2))
         for f in obs.faces:
-            eye = "" if f.eye_closed is None else f"{f.eye_closed:.4f}"
+            cells = ["" if v is None else f"{v:.4f}" for v in signal_cells(f.signals)]
             self._csv.writerow([index, f"{t:.4f}", f.track_id, int(f.primary), *map(int, f.box), f.label,
-                                f"{f.confidence:.4f}", *(f"{p:.4f}" for p in f.probs), eye])
+                                f"{f.confidence:.4f}", *(f"{p:.4f}" for p in f.probs), *cells])
 
     def close(self) -> None:
         if self.json:
             json.dump(self._doc, self._fh)
         self._fh.close()
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 4) for v in values]
 
 
 def _open_output(path: Path) -> IO[str]:
@@ -262,22 +260,23 @@ def analyze(cfg: Config, src: Path, out: Path | None = None, timeline: Path | No
     if timeline is not None and kind != "video":
         raise AnalyzeError(f"--timeline applies to video input; {src} is an {kind}", EX_USAGE)
     if kind == "video":
-        return analyze_video(Pipeline(cfg), src, out or Path(f"{src.stem}.annotated.mp4"), timeline)
+        return analyze_video(Pipeline.from_config(cfg), src, out or Path(f"{src.stem}.annotated.mp4"), timeline)
     if kind == "image":
-        return analyze_images(Pipeline(stills_config(cfg)), [src], [out or Path(f"{src.stem}.annotated{src.suffix}")])
-    paths = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return analyze_images(Pipeline.from_config(stills_config(cfg)), [src], [out or Path(f"{src.stem}.annotated{src.suffix}")])
+    paths = list_images(src)
     if not paths:
         raise AnalyzeError(f"no {'/'.join(IMAGE_SUFFIXES)} images in folder {src}", EX_NOINPUT)
     folder = out or Path(f"{src.resolve().name}.annotated")
-    return analyze_images(Pipeline(stills_config(cfg)), paths, [folder / p.name for p in paths])
+    return analyze_images(Pipeline.from_config(stills_config(cfg)), paths, [folder / p.name for p in paths])
 
 
 def main(input_path: str, config: str | None, out: str | None, timeline: str | None) -> int:
     """The ``emotiond analyze`` command: config (``--config``, else ./config.yaml if present,
     else the built-in defaults), then :func:`analyze`; errors are one line on stderr."""
-    from .classify import ModelError
     from .config import ConfigError, load_config, parse_config
-    from .logs import setup_logging
+    from .model.tflite import ModelError
+    from .runtime.logs import setup_logging
+    from .vision.detectors import DetectorError
 
     try:
         if config is None and Path("config.yaml").is_file():
@@ -292,7 +291,7 @@ def main(input_path: str, config: str | None, out: str | None, timeline: str | N
     except AnalyzeError as exc:
         print(f"emotiond analyze: {exc}", file=sys.stderr)
         return exc.code
-    except ModelError as exc:
+    except (ModelError, DetectorError) as exc:
         print(f"emotiond analyze: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(summary.line() + (f"; timeline {timeline}" if timeline else ""))

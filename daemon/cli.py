@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-
-EX_CONFIG = 78
+from .exitcodes import EX_CONFIG
 
 
 def _load(path: str):
@@ -22,8 +21,8 @@ def _load(path: str):
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    from .app import Daemon
-    from .logs import setup_logging
+    from .runtime.app import Daemon
+    from .runtime.logs import setup_logging
 
     setup_logging(cfg.logging.level, cfg.logging.json_format)
     return Daemon(cfg, args.config).run()
@@ -41,22 +40,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"config   failed  {exc}")
         return EX_CONFIG
 
-    from .classify import ModelError, TfliteModel
+    from .model.tflite import ModelError, TfliteModel
+    from .vision.signals import SIGNALS
 
     c = cfg.classifier
     try:
-        m = TfliteModel(c.model, threads=c.threads, delegate=c.delegate, fallback=c.fallback)
+        m = TfliteModel.from_config(c)
         results.append(("model", True, f"{c.model} ({m.manifest.quantization.type}, delegate {m.delegate_in_use})"))
     except ModelError as exc:
         results.append(("model", False, str(exc)))
-    if cfg.eyes.enabled:
-        try:
-            e = TfliteModel(cfg.eyes.model, threads=c.threads)
-            results.append(("eyes", True, f"{cfg.eyes.model} ({e.manifest.quantization.type})"))
-        except ModelError as exc:
-            results.append(("eyes", False, str(exc)))
+    for signal in SIGNALS:
+        section = getattr(cfg, signal.config_key)
+        if section.enabled:
+            try:
+                signal(section, threads=c.threads)
+                results.append((signal.config_key, True, signal.title or signal.name))
+            except (ModelError, OSError, ValueError) as exc:
+                results.append((signal.config_key, False, str(exc)))
 
-    from .sources import FrameSource
+    from .capture.source import FrameSource
 
     src = FrameSource(cfg.source)
     src.start()
@@ -68,10 +70,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         results.append(("source", False, f"{cfg.source.uri}: no frame within {args.timeout:g} s"))
 
-    from .mqtt import probe_broker
+    if any(o.type == "mqtt" for o in cfg.outputs):
+        from .publish.mqtt import probe_broker
 
-    ok, msg = probe_broker(cfg.mqtt, cfg.device, timeout=args.timeout)
-    results.append(("broker", ok, msg))
+        ok, msg = probe_broker(cfg.mqtt, cfg.device, timeout=args.timeout)
+        results.append(("broker", ok, msg))
 
     for name, ok, msg in results:
         print(f"{name:<8} {'ok' if ok else 'failed':<7} {msg}")

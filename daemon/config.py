@@ -1,7 +1,7 @@
 """The daemon's configuration: one YAML file validated by pydantic, every problem reported.
 
-Each module owns the model of its own section (sources, detectors, classify, eyes, mqtt,
-outbox, rules); this module only composes them, resolves relative paths against the config
+Each stage owns the models of its own sections (capture, vision and its detector and face
+signal plug-ins, model, rules, publish and its outputs, web); this module only composes them, resolves relative paths against the config
 file's folder, checks that the files the config names exist, and turns every problem into one
 line with its key path. An invalid file stops the daemon with exit code 78 (EX_CONFIG), which
 the systemd unit does not restart on.
@@ -15,21 +15,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
-from .classify import ClassifierConfig
+from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
-from .detect import DetectorConfig
-from .detectors.haar import HaarConfig
-from .eyes import EyesConfig
-from .http import HttpConfig
-from .mqtt import MqttConfig, PublishConfig
-from .outbox import OutboxConfig
+from .exitcodes import EX_CONFIG  # noqa: F401 - re-exported for callers that load configs
+from .model.config import ClassifierConfig
+from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
+from .publish.outbox import OutboxConfig
+from .publish.outputs import OutputConfig
 from .rules import RuleConfig
-from .sources import SourceConfig, source_kind
-from .track import TrackerConfig
-
-EX_CONFIG = 78
+from .vision.config import PipelineConfig
+from .vision.detectors import DetectorConfig, HaarConfig
+from .vision.signals import SIGNALS
+from .vision.tracking import TrackerConfig
+from .web.config import HttpConfig
 
 
 class LoggingConfig(Section):
@@ -47,22 +47,17 @@ class HealthConfig(Section):
     status_interval_s: float = Field(5.0, gt=0, title="how often the systemd STATUS= line is refreshed")
 
 
-class PipelineConfig(Section):
-    max_faces: int = Field(8, ge=1, le=64, title="faces classified per frame (largest first)")
-    opencv_threads: int = Field(
-        1, ge=0, title="OpenCV worker threads (1: the pipeline stays on one core, leaving the other to capture; 0 = OpenCV's default)"
-    )
-
-
-class Config(Section):
+class _Config(Section):
     device_id: str | None = Field(None, title="device id in topics and payloads (default: the hostname)")
     source: SourceConfig = SourceConfig()
     detector: DetectorConfig = HaarConfig()
     tracker: TrackerConfig = TrackerConfig()
     classifier: ClassifierConfig = ClassifierConfig()
-    eyes: EyesConfig = EyesConfig()
     pipeline: PipelineConfig = PipelineConfig()
     rules: list[RuleConfig] = Field(default_factory=list, title="event rules, see README")
+    outputs: list[OutputConfig] = Field(
+        default_factory=lambda: [MqttOutputConfig()],
+        title="where payloads go: mqtt (the mqtt: section) and/or jsonl (JSON lines to a file or stdout)")
     mqtt: MqttConfig = MqttConfig()
     publish: PublishConfig = PublishConfig()
     outbox: OutboxConfig = OutboxConfig()
@@ -77,9 +72,27 @@ class Config(Section):
             raise ValueError("must be a non-empty MQTT topic level: no '+', '#', '/' or NUL")
         return v
 
+    @model_validator(mode="after")
+    def _outputs_distinct(self) -> _Config:
+        names = [o.name if o.type != "mqtt" else "mqtt" for o in self.outputs]
+        if not names:
+            raise ValueError("outputs: name at least one output (mqtt or jsonl)")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"outputs: {', '.join(dupes)} named more than once; give each output a distinct name")
+        return self
+
     @property
     def device(self) -> str:
         return self.device_id or socket.gethostname()
+
+
+# One section per face signal plug-in (``eyes:``, ...), taken from the signal registry, so that
+# adding a signal never edits this file.
+Config = create_model(
+    "Config", __base__=_Config, __doc__="The whole config.yaml: every stage's sections.",
+    **{s.config_key: (s.Config, Field(default_factory=s.Config, title=s.title)) for s in SIGNALS},
+)
 
 
 def _models_in(ann: Any) -> list[type[BaseModel]]:
@@ -91,7 +104,8 @@ def _models_in(ann: Any) -> list[type[BaseModel]]:
     return [m for a in typing.get_args(ann) for m in _models_in(a)]
 
 
-_UNION_TAGS = {m.model_fields["type"].default for m in (*_models_in(RuleConfig), *_models_in(DetectorConfig))}
+_UNION_TAGS = {m.model_fields["type"].default
+               for m in (*_models_in(RuleConfig), *_models_in(DetectorConfig), *_models_in(OutputConfig))}
 
 
 class ConfigError(Exception):
@@ -108,7 +122,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     not ``rules[0].sustained_emotion``): the tag is the value of ``type``, not a key."""
     kept: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and part in _UNION_TAGS and (not kept or isinstance(kept[-1], int) or kept[-1] == "detector"):
+        if isinstance(part, str) and part in _UNION_TAGS and kept and (isinstance(kept[-1], int) or kept[-1] == "detector"):
             continue
         kept.append(part)
     return key_path(tuple(kept))
@@ -139,8 +153,10 @@ def _resolve_value(value: Any, base: Path) -> Any:
 def _missing_files(cfg: Config) -> list[str]:
     """Files the config names that must exist before anything starts."""
     need: list[tuple[str, Path | None]] = [("classifier.model", cfg.classifier.model)]
-    if cfg.eyes.enabled:
-        need.append(("eyes.model", cfg.eyes.model))
+    for signal in SIGNALS:
+        section = getattr(cfg, signal.config_key)
+        if section.enabled:
+            need += [(f"{signal.config_key}.{k}", v) for k, v in section if isinstance(v, Path)]
     need.append(("detector.model", getattr(cfg.detector, "model", None)))
     tls = getattr(cfg.mqtt, "tls", None)
     if tls is not None:
@@ -167,7 +183,7 @@ def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None
         raise ConfigError(path, problems) from None
     base = base_dir or Path.cwd()
     cfg = _resolve_paths(cfg, base)
-    if source_kind(cfg.source.uri) in ("file", "folder") and not Path(cfg.source.uri).is_absolute():
+    if is_path(cfg.source.uri) and not Path(cfg.source.uri).is_absolute():
         # A file or folder source is a path like the others, relative to the config file.
         cfg = cfg.model_copy(update={"source": cfg.source.model_copy(update={"uri": os.path.normpath(base / cfg.source.uri)})})
     missing = _missing_files(cfg)

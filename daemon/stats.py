@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-STAGES = ("detect", "track", "classify", "eyes", "rules", "total", "latency")
+# The core stages, always reported; face signals add their own stage (e.g. ``eyes``) on first use.
+STAGES = ("detect", "track", "classify", "rules", "total", "latency")
 
 
 class Ring:
@@ -45,7 +46,10 @@ class PipelineStats:
         self._fps_frames = 0
 
     def record(self, stage: str, ms: float) -> None:
-        self.stages[stage].add(ms)
+        ring = self.stages.get(stage)
+        if ring is None:  # a stage named by a plug-in (a face signal): one ring from its first sample
+            ring = self.stages[stage] = Ring()
+        ring.add(ms)
 
     def fps(self) -> float:
         """Frames processed per second since the previous call."""

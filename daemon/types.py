@@ -4,7 +4,7 @@ per frame, easy to read in a test."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,18 +28,39 @@ class Detection:
     landmarks: np.ndarray | None = None
 
 
-@dataclass(slots=True)
+# What one face signal returns for one face: a number, a flat mapping of numbers (e.g. head
+# pose: yaw, pitch, roll, confidence), or None when it could not be read.
+SignalValue = float | dict[str, float | None] | None
+
+
+@dataclass(slots=True, init=False)
 class FaceState:
-    """One tracked face after classification and smoothing, as rules and publishers see it."""
+    """One tracked face after classification and smoothing, as rules and publishers see it.
+
+    ``signals`` holds what each face signal (daemon/vision/signals/) measured on this face, by
+    the signal's name; a signal that did not run on this face (e.g. it runs on the primary face
+    only) is absent. Signals can also be given as keywords: ``FaceState(..., eye_closed=0.1)``.
+    """
 
     track_id: int
     box: Box
     probs: np.ndarray  # smoothed class probabilities, manifest label order
     label: str  # argmax of probs
     confidence: float  # probs[argmax]
-    primary: bool = False
-    eye_closed: float | None = None  # smoothed probability that the eyes are closed (primary face)
-    landmarks: np.ndarray | None = None
+    primary: bool
+    landmarks: np.ndarray | None
+    signals: dict[str, SignalValue]
+
+    def __init__(self, track_id: int, box: Box, probs: np.ndarray, label: str, confidence: float,
+                 primary: bool = False, landmarks: np.ndarray | None = None,
+                 signals: dict[str, SignalValue] | None = None, **signal_values: Any) -> None:
+        self.track_id, self.box, self.probs, self.label, self.confidence = track_id, box, probs, label, confidence
+        self.primary, self.landmarks = primary, landmarks
+        self.signals = {**(signals or {}), **signal_values}
+
+    def signal(self, name: str) -> SignalValue:
+        """The value of one signal on this face; None when it was not measured."""
+        return self.signals.get(name)
 
 
 @dataclass(slots=True)

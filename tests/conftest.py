@@ -67,8 +67,8 @@ def _build_tiny_model(out: Path, quantize: bool) -> Path:
     tf = pytest.importorskip("tensorflow")
     import keras
 
-    from daemon.manifest import Crop, InputSpec, Manifest, Normalize, Quantization, save_manifest
-    from daemon.preprocess import Preprocessor
+    from daemon.model.manifest import Crop, InputSpec, Manifest, Normalize, Quantization, save_manifest
+    from daemon.model.preprocess import Preprocessor
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -162,3 +162,15 @@ def broker(tmp_path_factory):
     b = make_broker(tmp_path_factory.mktemp("broker"))
     yield b
     b.stop()
+
+
+def wait_until(cond, timeout: float = 15.0, step: float = 0.01) -> bool:
+    """Poll ``cond()`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return False

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daemon.mqtt import MqttConfig, MqttPublisher  # noqa: E402
-from daemon.outbox import Outbox, OutboxConfig  # noqa: E402
-from daemon.payloads import event_payload  # noqa: E402
+from daemon.publish.mqtt import MqttConfig, MqttPublisher  # noqa: E402
+from daemon.publish.outbox import Outbox, OutboxConfig  # noqa: E402
+from daemon.publish.payloads import event_payload  # noqa: E402
 from daemon.types import Event  # noqa: E402
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, TALKING_HEAD, read_frames, shared_file
 from daemon.analyze import Progress
-from daemon.annotate import PRIMARY_BGR
+from daemon.vision.annotate import PRIMARY_BGR
 from daemon.cli import main
 
 EYE_MODEL = REPO / "models" / "eye_state.tflite"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import REPO, TALKING_HEAD, YUNET, copy_model, fer_faces, read_frames, shared_file
 
-from daemon.classify import ClassifierConfig, ModelError, TfliteModel
-from daemon.detect import YunetConfig, make_detector
+from daemon.model.tflite import ClassifierConfig, ModelError, TfliteModel
+from daemon.vision.detectors import YunetConfig, make_detector
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_missing_files_are_named(tmp_path, tiny_emotion_model):
 
 
 def test_missing_delegate_falls_back_to_cpu_and_says_why(tiny_emotion_model, frame_and_boxes, caplog):
-    with caplog.at_level(logging.WARNING, logger="daemon.classify"):
+    with caplog.at_level(logging.WARNING, logger="daemon.model.tflite"):
         model = TfliteModel(tiny_emotion_model, delegate="/nonexistent/libdelegate.so", fallback=True)
     assert model.delegate_in_use == "cpu"
     assert "/nonexistent/libdelegate.so" in model.fallback_reason
@@ -126,7 +126,7 @@ def test_missing_delegate_without_fallback_is_an_error(tiny_emotion_model):
 def test_importing_and_running_the_classifier_never_loads_tensorflow(tiny_emotion_model):
     code = (
         "import sys, numpy as np\n"
-        "from daemon.classify import TfliteModel\n"
+        "from daemon.model.tflite import TfliteModel\n"
         f"m = TfliteModel({str(tiny_emotion_model)!r})\n"
         "m.predict(np.zeros((2, 48, 48, 1), np.int8))\n"
         "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras'))\n"

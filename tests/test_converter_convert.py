@@ -27,8 +27,8 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from converter import convert  # noqa: E402
 from converter.cli import main as converter_main  # noqa: E402
 from converter.evaluate import float_manifest  # noqa: E402
-from daemon.manifest import ManifestError, check_against_tensors, load_manifest  # noqa: E402
-from daemon.preprocess import Preprocessor, build_lut  # noqa: E402
+from daemon.model.manifest import ManifestError, check_against_tensors, load_manifest  # noqa: E402
+from daemon.model.preprocess import Preprocessor, build_lut  # noqa: E402
 from conftest import FER_LABELS, fer_faces, shared_file  # noqa: E402
 
 INPUT_DTYPE = {"int8": np.int8, "float16": np.float32, "float32": np.float32, "dynamic": np.float32}

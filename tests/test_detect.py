@@ -10,8 +10,8 @@ import pytest
 from conftest import STREET, TALKING_HEAD, YUNET, read_frames, shared_file
 from pydantic import TypeAdapter, ValidationError
 
-from daemon.detect import DetectorConfig, DetectorError, HaarConfig, YunetConfig, make_detector
-from daemon.track import iou_matrix
+from daemon.vision.detectors import DetectorConfig, DetectorError, HaarConfig, YunetConfig, make_detector
+from daemon.vision.tracking import iou_matrix
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_missing_model_files_are_named(tmp_path):
 
 @pytest.mark.parametrize("kind", ["haar", "yunet"])
 def test_search_near_a_tracked_box_finds_the_face_the_full_scan_finds(talking_head, yunet_path, kind):
-    """Detection frames between full scans search only around tracked faces (daemon.pipeline)."""
+    """Detection frames between full scans search only around tracked faces (daemon.vision.pipeline)."""
     cfg = HaarConfig() if kind == "haar" else YunetConfig(model=yunet_path)
     detector = make_detector(cfg)
     full = [detector.detect(frame) for frame in talking_head]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TALKING_HEAD, YUNET, read_frames, shared_file
-from daemon.detectors.haar import HaarConfig, HaarDetector
-from daemon.eyes import EyesConfig, EyeStateEstimator, eye_boxes, eye_centres
+from daemon.vision.detectors.haar import HaarConfig, HaarDetector
+from daemon.vision.signals.eyes import EyesConfig, EyeStateEstimator, eye_boxes, eye_centres
 from daemon.rules import RulesEngine
 from daemon.rules.driver_fatigue import DriverFatigueConfig
 from daemon.types import FaceState, Observation

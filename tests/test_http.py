@@ -21,7 +21,7 @@ import pytest
 
 from broker import Collector, free_port, needs_mosquitto
 from conftest import TALKING_HEAD, read_frames, shared_file
-from daemon.http import PreviewSlot
+from daemon.web.http import PreviewSlot
 from daemon.types import FaceState, Observation
 from daemon_helpers import DaemonProcess, daemon_config, prefix
 

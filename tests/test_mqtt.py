@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from daemon import schemas
-from daemon.mqtt import MqttConfig, MqttPublisher, TlsConfig
-from daemon.outbox import Outbox, OutboxConfig
-from daemon.payloads import event_payload, reply_payload, state_payload, stats_payload
+from daemon.publish.mqtt import MqttConfig, MqttPublisher, TlsConfig
+from daemon.publish.outbox import Outbox, OutboxConfig
+from daemon.publish.payloads import event_payload, reply_payload, state_payload, stats_payload
 from daemon.types import Event, FaceState, Observation
 from broker import Broker, Collector, broker_factory, mqtt_broker  # noqa: F401 (fixtures)
+from conftest import wait_until
 
 LABELS = ("angry", "happy", "neutral", "sad")
 DEVICE = "car-7"
@@ -57,15 +58,6 @@ def stats() -> dict:
             "uptime_s": 10.0, "delegate": "cpu", "camera_online": True, "broker_connected": True, "backlog": 0,
             "latency_ms": {"classify": {"p50": 1.1, "p99": 2.0}, "total": {"p50": 9.0, "p99": 20.0}}}
     return check("stats", stats_payload(snap, DEVICE))
-
-
-def wait_until(cond, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -206,7 +198,7 @@ def test_tls_with_test_ca_connects_and_wrong_ca_fails_clearly(broker_factory, pu
     broker = broker_factory(tls=True)
     good = publisher_factory(cfg_for(broker, tls=TlsConfig(ca_file=broker.tls.ca)))
     assert wait_until(lambda: good.connected), good.last_error
-    with caplog.at_level(logging.WARNING, logger="daemon.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="daemon.publish.mqtt"):
         bad = publisher_factory(cfg_for(broker, tls=TlsConfig(ca_file=broker.tls.other_ca)))
         assert not bad.wait_connected(2)
     assert bad.connect_failures >= 1 and not bad.connected
@@ -224,7 +216,7 @@ def test_password_right_connects_wrong_is_reported_and_backed_off(broker_factory
 
     pw_file = broker.folder / "wrong.txt"
     pw_file.write_text("not-the-password\n")
-    with caplog.at_level(logging.WARNING, logger="daemon.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="daemon.publish.mqtt"):
         bad = publisher_factory(cfg_for(broker, username="car", password_file=pw_file, reconnect_min_s=1,
                                         reconnect_max_s=60))
         time.sleep(4.5)  # observation window: with 1 s doubling back-off, attempts at ~0, 1, 3 s

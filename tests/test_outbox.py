@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from daemon.outbox import FILENAME, Outbox, OutboxConfig, Priority
+from daemon.publish.outbox import FILENAME, Outbox, OutboxConfig, Priority
 
 
 def open_box(folder: Path, max_messages: int = 10_000) -> Outbox:
@@ -51,7 +51,7 @@ def test_full_outbox_drops_summaries_before_alerts_oldest_first(tmp_path):
 
 def test_corrupt_file_is_moved_aside_and_replaced(tmp_path, caplog):
     (tmp_path / FILENAME).write_bytes(b"this is not an SQLite database" * 100)
-    with caplog.at_level(logging.ERROR, logger="daemon.outbox"):
+    with caplog.at_level(logging.ERROR, logger="daemon.publish.outbox"):
         box = open_box(tmp_path)
     assert "corrupt" in caplog.text and str(tmp_path / FILENAME) in caplog.text
     aside = list(tmp_path.glob(FILENAME + ".corrupt-*"))
@@ -63,7 +63,7 @@ def test_corrupt_file_is_moved_aside_and_replaced(tmp_path, caplog):
 def test_unwritable_location_falls_back_to_memory_and_keeps_working(tmp_path, caplog):
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the state directory should be")
-    with caplog.at_level(logging.ERROR, logger="daemon.outbox"):
+    with caplog.at_level(logging.ERROR, logger="daemon.publish.outbox"):
         box = open_box(blocker / "state")
     assert not box.healthy and not box.persistent
     assert "in-memory" in box.error and str(blocker) in box.error

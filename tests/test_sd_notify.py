@@ -33,9 +33,9 @@ START_TIMEOUT_S = 90  # imports and model load on a busy 2-core machine
 
 @pytest.fixture(autouse=True)
 def _daemon_importable():
-    res = subprocess.run([sys.executable, "-c", "import daemon.app"], cwd=REPO, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", "import daemon.runtime.app"], cwd=REPO, capture_output=True, text=True)
     if res.returncode:
-        pytest.skip(f"daemon.app does not import yet: {res.stderr.strip().splitlines()[-1]}")
+        pytest.skip(f"daemon.runtime.app does not import yet: {res.stderr.strip().splitlines()[-1]}")
 
 
 class NotifySocket:

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import TALKING_HEAD, read_frames, shared_file
+from conftest import TALKING_HEAD, read_frames, shared_file, wait_until
 
-from daemon.sources import Backoff, FrameSource, SourceConfig, source_kind
+from daemon.capture.source import Backoff, FrameSource, SourceConfig, source_kind
 
 
 def clip_frame_count(path: Path) -> int:
@@ -23,15 +23,6 @@ def clip_frame_count(path: Path) -> int:
         n += 1
     cap.release()
     return n
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def drain(src: FrameSource, timeout: float = 30.0, delay: float = 0.0) -> list[tuple[int, int]]:
@@ -88,7 +79,7 @@ def test_loop_keeps_going_past_the_end():
     src = FrameSource(SourceConfig(uri=str(clip), realtime=False, loop=True))
     src.start()
     try:
-        assert wait_for(lambda: src.frames_read > 2 * 225 + 10)
+        assert wait_until(lambda: src.frames_read > 2 * 225 + 10)
         frame = src.get(2.0)
         assert frame is not None and frame.index > 450
         assert not src.finished and src.online and src.reconnects == 0
@@ -117,7 +108,7 @@ def test_unreadable_source_goes_offline_and_retries_with_growing_backoff(uri):
     started = time.monotonic()
     src.start()
     try:
-        assert wait_for(lambda: src.reconnects >= 6)
+        assert wait_until(lambda: src.reconnects >= 6)
         assert statuses == [False]  # reported once, not once per attempt
         assert src.backoff.current == pytest.approx(0.08)  # doubled up to the cap
         assert src.heartbeat > started  # failed open attempts still count as progress
@@ -187,12 +178,12 @@ def test_stalled_stream_goes_offline_then_back_online():
     src = FrameSource(cfg, on_status=statuses.append)
     src.start()
     try:
-        assert wait_for(lambda: src.frames_read >= 5), "no frames from the MJPEG stream"
+        assert wait_until(lambda: src.frames_read >= 5), "no frames from the MJPEG stream"
         assert statuses == [True]
         _MjpegHandler.paused.set()
-        assert wait_for(lambda: statuses == [True, False]), statuses
+        assert wait_until(lambda: statuses == [True, False]), statuses
         _MjpegHandler.paused.clear()
-        assert wait_for(lambda: statuses == [True, False, True]), statuses
+        assert wait_until(lambda: statuses == [True, False, True]), statuses
         assert src.reconnects >= 1
         frame = src.get(2.0)
         assert frame is not None and frame.image.shape == frames[0].shape

@@ -216,8 +216,8 @@ def test_libraries_work_under_the_units_seccomp_rules():
 def test_daemon_runs_a_clip_under_the_units_seccomp_rules(tmp_path, emotion_model):
     """The whole daemon, not only its libraries: a clip to its end (exit 0) in the sandbox."""
     clip = shared_file(TALKING_HEAD)
-    if subprocess.run([sys.executable, "-c", "import daemon.app"], cwd=REPO, capture_output=True).returncode:
-        pytest.skip("daemon.app does not import yet")
+    if subprocess.run([sys.executable, "-c", "import daemon.runtime.app"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip("daemon.runtime.app does not import yet")
     config = tmp_path / "config.yaml"
     config.write_text(
         "device_id: sandbox\n"

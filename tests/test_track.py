@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import STREET, TALKING_HEAD, YUNET, read_frames, shared_file
 
-from daemon.detect import HaarConfig, YunetConfig, make_detector
-from daemon.track import Tracker, TrackerConfig, iou_matrix
+from daemon.vision.detectors import HaarConfig, YunetConfig, make_detector
+from daemon.vision.tracking import Tracker, TrackerConfig, iou_matrix
 from daemon.types import Detection
 
 

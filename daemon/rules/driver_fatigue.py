@@ -186,9 +186,10 @@ class DriverFatigue(Rule):
     def eye_state(self, obs: Observation) -> bool | None:
         """True closed, False open, None unknown."""
         face = obs.primary
-        if face is None or face.eye_closed is None:
+        closed = None if face is None else face.signal("eye_closed")
+        if closed is None:
             return None
-        return self.eyes.update(face.eye_closed)
+        return self.eyes.update(closed)
 
     def step(self, obs: Observation) -> list[Event]:
         t = obs.t

@@ -1,0 +1,154 @@
+"""Driver distraction from head pose: long distraction and visual attention time sharing.
+
+Euro NCAP (Safety Assist, driver state monitoring) and the EU ADDW regulation judge two
+patterns of looking away from the road:
+
+* **long distraction**: away from the road zone for ``long_s`` (3 s) without a break;
+* **visual attention time sharing (VATS)**: repeated short glances adding up to ``vats_s``
+  (10 s) away within ``vats_window_s`` (30 s); the count restarts once the driver has looked at
+  the road for ``vats_reset_s`` (2 s) without a break.
+
+Like openpilot's monitor, one alert escalates through ordered levels while the driver stays
+away: ``time_sharing`` → ``distracted`` (long distraction) → ``prompt`` (``prompt_s``) →
+``unresponsive`` (``unresponsive_s``, 6 s). It ends once the head has been back in the road zone
+for ``release_s``. Looking down (a phone, the lap) counts as away like any other direction.
+
+Unknown pose (no face, a low-confidence mesh): the driver is not counted as away, except for
+``lost_hold_s`` right after being away (a head turned far enough to lose the face mesh is
+still turned away). Longer unknown stretches are ``driver_monitoring_degraded``'s business.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import IntEnum
+from typing import Literal, Sequence
+
+from pydantic import Field, model_validator
+
+from ..types import Event, Observation
+from .base import Held, Rule, RuleBase, Seconds
+from .head import HeadTracker, HeadZoneConfig
+
+LONG_DISTRACTION_S = 3.0
+PROMPT_S = 4.5
+UNRESPONSIVE_S = 6.0
+VATS_S = 10.0
+VATS_WINDOW_S = 30.0
+VATS_RESET_S = 2.0
+RELEASE_S = 1.0
+LOST_HOLD_S = 1.0
+SAMPLE_HOLD_MAX_S = 0.5  # a frame stands for at most this long (after a stall: unknown)
+
+
+class DistractionLevel(IntEnum):
+    NONE = 0
+    TIME_SHARING = 1
+    DISTRACTED = 2
+    PROMPT = 3
+    UNRESPONSIVE = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class DriverDistractionConfig(RuleBase):
+    type: Literal["driver_distraction"] = "driver_distraction"
+    head: HeadZoneConfig = Field(HeadZoneConfig(), title="the road zone and its per-driver calibration")
+    long_s: Seconds = Field(LONG_DISTRACTION_S, title="continuously away this long is a long distraction")
+    prompt_s: Seconds = Field(PROMPT_S, title="continuously away this long raises the level to prompt")
+    unresponsive_s: Seconds = Field(UNRESPONSIVE_S, title="continuously away this long: unresponsive driver")
+    vats_s: Seconds = Field(VATS_S, title="time away, summed over glances within vats_window_s, that alerts (time sharing)")
+    vats_window_s: float = Field(VATS_WINDOW_S, gt=0, title="window of the time-sharing sum, seconds")
+    vats_reset_s: Seconds = Field(VATS_RESET_S, title="eyes on the road this long without a break restart the time-sharing sum")
+    release_s: Seconds = Field(RELEASE_S, title="back in the road zone this long ends the alert")
+    lost_hold_s: Seconds = Field(LOST_HOLD_S, title="pose lost right after being away still counts as away this long")
+
+    @model_validator(mode="after")
+    def levels_escalate(self) -> DriverDistractionConfig:
+        if not self.long_s <= self.prompt_s <= self.unresponsive_s:
+            raise ValueError("levels must escalate: long_s <= prompt_s <= unresponsive_s")
+        if self.vats_s > self.vats_window_s:
+            raise ValueError("vats_s must fit in vats_window_s")
+        return self
+
+
+class DriverDistraction(Rule):
+    type = "driver_distraction"
+
+    def __init__(self, cfg: DriverDistractionConfig, labels: Sequence[str], loc: tuple = ("rules",)) -> None:
+        super().__init__(cfg, labels, loc)
+        self.cfg: DriverDistractionConfig = cfg
+        self.head = HeadTracker(cfg.head)
+        self.away = Held()  # continuous time away
+        self.on_road = Held()  # continuous time in the road zone
+        self.glances: deque[tuple[float, float]] = deque()  # (t, seconds away) since the last reset
+        self.t_prev: float | None = None
+        self._was_away_t: float | None = None
+        self.reached = DistractionLevel.NONE
+        self.zone = "road"
+
+    def _away_now(self, obs: Observation) -> bool | None:
+        """True away, False in the road zone, None unknown."""
+        reading = self.head.update(obs)
+        if reading is not None:
+            self.zone = reading.zone
+            away = reading.zone != "road"
+            self._was_away_t = obs.t if away else None
+            return away
+        if self._was_away_t is not None and obs.t - self._was_away_t <= self.cfg.lost_hold_s:
+            return True
+        self._was_away_t = None
+        return None
+
+    def vats_sum(self, t: float) -> float:
+        while self.glances and t - self.glances[0][0] > self.cfg.vats_window_s:
+            self.glances.popleft()
+        return sum(dt for _, dt in self.glances)
+
+    def step(self, obs: Observation) -> list[Event]:
+        t = obs.t
+        dt = 0.0 if self.t_prev is None else min(max(0.0, t - self.t_prev), SAMPLE_HOLD_MAX_S)
+        self.t_prev = t
+        away = self._away_now(obs)
+        away_s = self.away.update(away is True, t)
+        back_s = self.on_road.update(away is False, t)
+        if away:
+            self.glances.append((t, dt))
+        if back_s >= self.cfg.vats_reset_s:
+            self.glances.clear()
+        vats = self.vats_sum(t)
+        c = self.cfg
+        level = DistractionLevel.NONE
+        if away_s >= c.unresponsive_s:
+            level = DistractionLevel.UNRESPONSIVE
+        elif away_s >= c.prompt_s:
+            level = DistractionLevel.PROMPT
+        elif away_s >= c.long_s:
+            level = DistractionLevel.DISTRACTED
+        elif vats >= c.vats_s:
+            level = DistractionLevel.TIME_SHARING
+        details = {
+            "away_s": round(away_s, 3),
+            "time_sharing_s": round(vats, 3),
+            "direction": self.zone if away else None,
+            "calibrated": self.head.calibrated,
+            "road_yaw_deg": round(float(self.head.neutral[0]), 1),
+            "road_pitch_deg": round(float(self.head.neutral[1]), 1),
+        }
+        peak = {"level": level, "away_s": round(away_s, 3), "time_sharing_s": round(vats, 3)}
+        alerts = self.alerts
+        if alerts.active is None:
+            if level == DistractionLevel.NONE or (alerts.cooling_down(t) and level < DistractionLevel.UNRESPONSIVE):
+                return []
+            self.reached = level
+            return [alerts.start(t, obs.t_wall, level.label, details, peak)]
+        alerts.raise_peak(**peak)
+        if level > self.reached:
+            self.reached = level
+            return [alerts.update(level.label, details)]
+        if back_s >= c.release_s and vats < c.vats_s:
+            self.reached = DistractionLevel.NONE
+            return [alerts.end(t, obs.t_wall, details)]
+        return []

@@ -1,0 +1,316 @@
+"""The running daemon: threads, signals, health, MQTT, reload.
+
+Threads:
+* capture (``FrameSource``): fills a one-slot latest-frame holder, reconnects with back-off.
+* pipeline: takes the newest frame, ``Pipeline.process`` → rules → publish; never a backlog.
+* main (supervisor): signals, systemd notifications, stats, reload, the stuck-stage watchdog.
+  It is the only thread that can notice a hung stage, so it never does pipeline work itself.
+* each output's own threads (paho's network thread and the outbox pump inside the MQTT output).
+
+The stages (capture, vision, rules, publish, web) never import this module: it builds them from
+their config sections and hands the web endpoint callables and snapshots, not itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from ..capture.source import FrameSource
+from ..config import Config, ConfigError, load_config
+from ..exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE
+from ..model.tflite import ModelError
+from ..publish.base import FanOut
+from ..publish.outputs import OutputContext, make_publisher
+from ..publish.payloads import event_payload, state_payload, stats_payload
+from ..rules import RuleError, RulesEngine
+from ..stats import PipelineStats, rss_mb
+from ..types import Observation
+from ..vision.detectors import DetectorError
+from ..vision.pipeline import Pipeline
+from ..web.http import HttpError, HttpServer, PreviewSlot, WebView
+from . import systemd
+
+log = logging.getLogger("emotiond")
+
+
+class Runner:
+    """One configured pipeline with its source and rules, running in its own thread."""
+
+    def __init__(self, cfg: Config, publisher: FanOut, stats: PipelineStats, preview: PreviewSlot | None = None) -> None:
+        self.cfg = cfg
+        self.preview = preview or PreviewSlot()
+        self.publisher = publisher
+        self.pipeline = Pipeline.from_config(cfg, stats)  # loads the models: may raise ModelError
+        self.rules = RulesEngine(cfg.rules, self.pipeline.labels)
+        self.source = FrameSource(cfg.source, on_status=publisher.publish_camera_status)
+        self.device = cfg.device
+        self.heartbeat = time.monotonic()
+        self.finished = False
+        self.crashed: BaseException | None = None
+        self.faces = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
+        self._state_key: tuple | None = None
+        self._state_pending = False
+        self._state_sent = 0.0
+
+    def start(self) -> None:
+        self.source.start()
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.source.stop()
+        now = time.monotonic()
+        for ev in self.rules.close(now, time.time()):
+            self._publish_event(ev)
+
+    def _publish_event(self, ev) -> None:
+        log.info("event %s %s %s%s", ev.type, ev.phase, ev.id, f" level={ev.level}" if ev.level else "")
+        self.publisher.publish_event(event_payload(ev, self.device))
+
+    def _loop(self) -> None:
+        try:
+            self._process_frames()
+        except Exception as exc:  # noqa: BLE001 - the supervisor turns this into exit 70
+            log.exception("pipeline thread failed")
+            self.crashed = exc
+
+    def _process_frames(self) -> None:
+        stats = self.pipeline.stats
+        interval = self.cfg.publish.state_interval_s
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self.source.get(timeout=0.25)
+            if frame is None:
+                if self.source.finished:
+                    self.finished = True
+                    return
+                if not self.source.online:
+                    # No frames at all is degraded sensing: rules such as driver_absent still run.
+                    self._observe(Observation(t=time.monotonic(), t_wall=time.time(), labels=self.pipeline.labels))
+                continue
+            obs = self.pipeline.process(frame)
+            if self.preview.viewers:
+                self.preview.offer(frame.image, obs)
+            self._observe(obs)
+            stats.record("latency", (time.monotonic() - frame.t_capture) * 1000.0)
+            self.faces = len(obs.faces)
+            primary = obs.primary
+            key = (len(obs.faces), primary.track_id if primary else None, primary.label if primary else None)
+            if key != self._state_key or interval == 0:  # 0: every frame (bench/latency.py)
+                self._state_key = key
+                self._state_pending = True
+            now = time.monotonic()
+            if self._state_pending and now - self._state_sent >= interval:
+                self.publisher.publish_state(state_payload(obs, self.device))
+                self._state_pending = False
+                self._state_sent = now
+
+    def _observe(self, obs: Observation) -> None:
+        t0 = time.perf_counter()
+        for ev in self.rules.step(obs):
+            self._publish_event(ev)
+        self.pipeline.stats.record("rules", (time.perf_counter() - t0) * 1000.0)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, config_path: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = Path(config_path) if config_path else None
+        self.stats = PipelineStats()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.exit_code = EX_OK
+        self.runner: Runner | None = None
+        self.publisher: FanOut | None = None
+        self.preview = PreviewSlot()
+        self.http: HttpServer | None = None
+
+    # -- commands and signals -------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        if signum == signal.SIGHUP:
+            self._reload.set()
+        else:
+            self._stop.set()
+
+    def on_command(self, name: str, payload: bytes) -> dict:
+        if name == "stats":
+            self.publish_stats()
+            return {"ok": True}
+        if name == "reload":
+            try:
+                self._validate_new_config()
+            except ConfigError as exc:
+                return {"ok": False, "error": "invalid config, kept the running one", "problems": exc.problems}
+            self._reload.set()
+            return {"ok": True, "message": "reload scheduled"}
+        return {"ok": False, "error": f"unknown command {name!r}", "commands": ["stats", "reload"]}
+
+    def _validate_new_config(self) -> Config:
+        if self.config_path is None:
+            raise ConfigError("<none>", ["(file): the daemon was not started from a config file"])
+        return load_config(self.config_path)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def publish_stats(self) -> None:
+        if self.publisher is None:
+            return
+        self.publisher.publish_stats(stats_payload({"fps": self.stats.fps(), **self.snapshot()}, self.cfg.device))
+
+    def snapshot(self) -> dict:
+        """The stats payload's body (all but ``fps``, whose window each reader keeps itself):
+        built here only, for the stats topic and the metrics endpoint alike."""
+        r = self.runner
+        current, peak = rss_mb()
+        return {
+            "frames": self.stats.frames,
+            "skipped": r.source.skipped if r else 0,
+            "faces": r.faces if r else 0,
+            "latency_ms": self.stats.latency(),
+            "rss_mb": current,
+            "peak_rss_mb": peak,
+            "uptime_s": self.stats.uptime(),
+            "delegate": r.pipeline.model.delegate_in_use if r else None,
+            **({"model": r.pipeline.model_info} if r else {}),
+            "camera_online": bool(r and r.source.online),
+            **(self.publisher.health() if self.publisher else {"broker_connected": False, "backlog": 0}),
+        }
+
+    def healthy(self) -> tuple[bool, str]:
+        """Progress from both the pipeline and the capture thread, within hang_timeout_s."""
+        r = self.runner
+        if r is None:
+            return False, "no pipeline"
+        now = time.monotonic()
+        limit = self.cfg.health.hang_timeout_s
+        if now - r.heartbeat > limit:
+            return False, f"pipeline thread made no progress for {now - r.heartbeat:.1f} s"
+        if now - r.source.heartbeat > limit:
+            return False, f"capture thread made no progress for {now - r.source.heartbeat:.1f} s"
+        return True, "ok"
+
+    def _check_stuck_stage(self) -> None:
+        stage = self.runner.pipeline.stage if self.runner else None
+        if stage is not None:
+            name, since = stage
+            took = time.monotonic() - since
+            if took > self.cfg.health.stage_timeout_s:
+                log.critical("stage %r has run for %.1f s (limit %.1f s): exiting so the service manager restarts us",
+                             name, took, self.cfg.health.stage_timeout_s)
+                systemd.notify("STATUS=stuck in " + name)
+                os._exit(EX_SOFTWARE)  # a hung C call cannot be interrupted; the broker sends our Last Will
+
+    def _status_line(self) -> str:
+        r = self.runner
+        cam = "online" if r and r.source.online else "offline"
+        broker = "connected" if self.publisher and self.publisher.health().get("broker_connected") else "disconnected"
+        return f"STATUS=frames {self.stats.frames}, faces {r.faces if r else 0}, camera {cam}, broker {broker}"
+
+    def _do_reload(self) -> None:
+        self._reload.clear()
+        try:
+            new = self._validate_new_config()
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config: %s", exc)
+            return
+        if new == self.cfg:
+            log.info("reload: config unchanged")
+            return
+        systemd.notify("RELOADING=1")
+        try:
+            if (new.outputs, new.mqtt, new.device, new.outbox) != (self.cfg.outputs, self.cfg.mqtt, self.cfg.device, self.cfg.outbox):
+                publisher = self._make_publisher(new)
+            else:
+                publisher = self.publisher
+            runner = Runner(new, publisher, self.stats, self.preview)
+        except (ModelError, DetectorError, RuleError, OSError, ValueError) as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+            systemd.notify("READY=1")
+            return
+        old_runner, old_pub = self.runner, self.publisher
+        old_runner.stop()
+        if publisher is not old_pub:
+            old_pub.stop()
+            publisher.start()
+        self.cfg, self.runner, self.publisher = new, runner, publisher
+        runner.start()
+        log.info("reload: new config applied")
+        systemd.notify("READY=1")
+
+    def _make_publisher(self, cfg: Config) -> FanOut:
+        return make_publisher(cfg.outputs, OutputContext(cfg.device, cfg.mqtt, cfg.outbox, self.on_command))
+
+    def web_view(self) -> WebView:
+        return WebView(device=self.cfg.device, healthy=self.healthy, snapshot=self.snapshot, stats=self.stats,
+                       preview=self.preview)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        cfg = self.cfg
+        try:
+            self.publisher = self._make_publisher(cfg)
+            self.runner = Runner(cfg, self.publisher, self.stats, self.preview)
+            self.http = HttpServer(cfg.http, self.web_view()) if cfg.http.enabled else None
+        except (ModelError, DetectorError, RuleError, HttpError) as exc:
+            log.error("%s", exc)
+            if self.publisher is not None:
+                self.publisher.stop()
+            return EX_CONFIG
+        self.publisher.start()
+        self.runner.start()
+        if self.http is not None:
+            self.http.start()
+        info = self.runner.pipeline.model_info
+        log.info("emotiond running: device %s, source %s, model %s (%s), delegate %s, outputs %s", cfg.device,
+                 cfg.source.uri, info["model"], info["quantization"], info["delegate"],
+                 ", ".join(p.name for p in self.publisher.publishers))
+        systemd.notify("READY=1")
+        wd = systemd.watchdog_interval()
+        was_healthy = True
+        next_wd = next_status = time.monotonic()
+        next_stats = time.monotonic() + cfg.publish.stats_interval_s
+        try:
+            while not self._stop.wait(0.1):
+                now = time.monotonic()
+                if self._reload.is_set():
+                    self._do_reload()
+                if self.runner.finished:
+                    log.info("source finished: %s", self.cfg.source.uri)
+                    break
+                if self.runner.crashed is not None:
+                    self.exit_code = EX_SOFTWARE
+                    break
+                self._check_stuck_stage()
+                if wd is not None and now >= next_wd:
+                    ok, why = self.healthy()
+                    if ok:
+                        systemd.notify("WATCHDOG=1")
+                        if not was_healthy:
+                            log.info("progress again: watchdog pings resume")
+                    elif was_healthy:
+                        log.warning("not pinging the watchdog: %s", why)
+                    was_healthy = ok
+                    next_wd = now + wd
+                if now >= next_status:
+                    systemd.notify(self._status_line())
+                    next_status = now + self.cfg.health.status_interval_s
+                if now >= next_stats:
+                    self.publish_stats()
+                    next_stats = now + self.cfg.publish.stats_interval_s
+        finally:
+            systemd.notify("STOPPING=1")
+            log.info("stopping")
+            if self.http is not None:
+                self.http.stop()
+            self.runner.stop()
+            self.publish_stats()
+            self.publisher.stop()
+        return self.exit_code

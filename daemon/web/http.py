@@ -1,0 +1,180 @@
+"""The daemon's optional local HTTP endpoint: ``/healthz``, ``/metrics``, ``/preview.mjpg`` and
+``/`` (a page showing the preview). Off by default; with it off nothing listens.
+
+The server is the standard library's ``ThreadingHTTPServer``: four GET routes, one thread per
+client, no dependency beyond ``prometheus-client`` (for the exposition format only, imported
+when the endpoint is enabled). A web framework would add more to the device install than
+these routes need.
+
+The preview is the only place an image leaves the process. It costs one attribute check per
+frame while nobody watches: the pipeline thread hands the newest (frame, observation) to
+:class:`PreviewSlot` only while a viewer is connected, and JPEG encoding happens in the
+viewer's thread, at most ``preview_fps`` times a second however many viewers there are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from .config import TOKEN_ENV, HttpConfig
+from .preview import PreviewSlot
+from .view import WebView
+
+__all__ = ["HttpConfig", "HttpError", "HttpServer", "PreviewSlot", "TOKEN_ENV", "WebView"]
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "frame"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class HttpError(RuntimeError):
+    """The endpoint is enabled but cannot start (library missing, port taken)."""
+
+
+INDEX_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>emotiond {device}</title>
+<style>body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}
+img{{display:block;max-width:100%;margin:8px auto}}p{{text-align:center}}a{{color:#8cf}}</style></head>
+<body><img id="preview" src="preview.mjpg" alt="live preview">
+<p>emotiond on {device} · <a href="metrics">metrics</a> · <a href="healthz">health</a></p></body></html>
+"""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a viewer's streaming thread never delays shutdown
+    block_on_close = False
+    endpoint: HttpServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "emotiond"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        ep = self.server.endpoint
+        if not ep.authorized(self.headers.get("Authorization")):
+            self._reply(HTTPStatus.UNAUTHORIZED, b'{"error": "missing or wrong token"}\n', "application/json",
+                        {"WWW-Authenticate": 'Bearer realm="emotiond", Basic realm="emotiond"'})
+            return
+        route = urlsplit(self.path).path
+        if route == "/healthz":
+            ok, why = ep.view.healthy()
+            body = json.dumps({"status": "ok" if ok else "unhealthy", "reason": why}).encode() + b"\n"
+            self._reply(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json")
+        elif route == "/metrics":
+            body, ctype = ep.metrics()
+            self._reply(HTTPStatus.OK, body, ctype)
+        elif route == "/preview.mjpg":
+            self._stream(ep)
+        elif route in ("/", "/index.html"):
+            self._reply(HTTPStatus.OK, INDEX_HTML.format(device=ep.view.device).encode(), "text/html; charset=utf-8")
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, b'{"error": "not found", "routes": ["/", "/healthz", "/metrics", "/preview.mjpg"]}\n',
+                        "application/json")
+
+    def _reply(self, status: HTTPStatus, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self, ep: HttpServer) -> None:
+        """multipart/x-mixed-replace: one JPEG part per preview frame until the client leaves."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        cfg, slot = ep.cfg, ep.view.preview
+        period = 1.0 / cfg.preview_fps
+        seq, due = 0, time.monotonic()
+        try:
+            with slot.watching():
+                while not ep.stopping.is_set():
+                    got = slot.jpeg(seq, period, cfg.preview_quality, timeout=1.0)
+                    if got is None:
+                        continue  # no frame (camera offline): keep the connection, wait on
+                    seq, data = got
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                    self.wfile.write(head + data + b"\r\n")
+                    due = max(due + period, time.monotonic())
+                    ep.stopping.wait(due - time.monotonic())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the viewer left
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug("http %s " + fmt, self.client_address[0], *args)
+
+
+class HttpServer:
+    """The endpoint of one daemon. Creating it binds the port (errors: HttpError); ``start``
+    serves in a background thread; ``stop`` ends every stream and closes the socket."""
+
+    def __init__(self, cfg: HttpConfig, view: WebView) -> None:
+        try:
+            from .metrics import DaemonCollector, exposition
+        except ImportError as exc:
+            raise HttpError(f"http.enabled needs prometheus-client ({exc.name} is missing): pip install 'emotiond[http]'") from None
+        from prometheus_client import CollectorRegistry, ProcessCollector
+
+        self.cfg, self.view = cfg, view
+        self.stopping = threading.Event()
+        self._token = cfg.token_value()
+        self.registry = CollectorRegistry()
+        self.registry.register(DaemonCollector(view))
+        ProcessCollector(registry=self.registry)
+        self._exposition = exposition
+        try:
+            self._server = _Server((cfg.host, cfg.port), _Handler)
+        except OSError as exc:
+            raise HttpError(f"http: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+        self._server.endpoint = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        if self._token is None and cfg.host not in _LOOPBACK:
+            log.warning("http endpoint on %s without a token: anyone who can reach it sees the camera", cfg.host)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def authorized(self, header: str | None) -> bool:
+        """No token configured, or ``Bearer <token>`` (or Basic auth with the token as the
+        password, so a browser can ask for it); compared in constant time."""
+        if self._token is None:
+            return True
+        scheme, _, value = (header or "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                value = base64.b64decode(value, validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+        elif scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(value.strip().encode(), self._token.encode())
+
+    def metrics(self) -> tuple[bytes, str]:
+        return self._exposition(self.registry)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("http endpoint on http://%s:%d/ (%s)", self.cfg.host, self.port,
+                 "token required" if self._token else "no token")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
