@@ -66,9 +66,11 @@ class Drive:
         return next(s.t for s in self.seen if s.event.phase == phase and (level is None or s.event.level == level))
 
 
-# Euro NCAP timings exactly: alert on the first microsleep (the default waits for a second).
+# Euro NCAP timings exactly: alert on the first microsleep (the default again since the head gate).
 FATIGUE = {"type": "driver_fatigue", "microsleep_repeat": 1}
 DEFAULT_FATIGUE = {"type": "driver_fatigue"}
+# The former default, still available for cameras without head pose: wait for a second microsleep.
+TWO_MICROSLEEPS = {"type": "driver_fatigue", "microsleep_repeat": 2}
 
 
 def test_blinks_of_150_ms_never_alert():
@@ -90,8 +92,15 @@ def test_one_and_a_half_second_closure_is_a_microsleep():
     assert end.started_at == start.started_at
 
 
-def test_by_default_one_microsleep_is_not_an_alert_but_a_second_within_a_minute_is():
-    d = Drive(DEFAULT_FATIGUE).eyes(10, OPEN).eyes(1.5, CLOSED).eyes(20, OPEN)
+def test_by_default_one_microsleep_alerts_at_one_second():
+    d = Drive(DEFAULT_FATIGUE).eyes(10, OPEN).eyes(1.5, CLOSED).eyes(5, OPEN)
+    start, end = d.events()
+    assert (start.phase, start.level, end.phase) == ("start", "microsleep", "end")
+    assert 10.9 <= d.time_of("start") <= 11.05
+
+
+def test_with_microsleep_repeat_2_one_microsleep_is_not_an_alert_but_a_second_within_a_minute_is():
+    d = Drive(TWO_MICROSLEEPS).eyes(10, OPEN).eyes(1.5, CLOSED).eyes(20, OPEN)
     assert d.events() == []  # one 1.5 s closure: as likely a downward glance as a microsleep
     d.eyes(1.5, CLOSED).eyes(5, OPEN)
     start, end = d.events()
@@ -100,13 +109,13 @@ def test_by_default_one_microsleep_is_not_an_alert_but_a_second_within_a_minute_
     assert 32.4 <= d.time_of("start") <= 32.55  # 1 s into the second closure at 31.5 s
 
 
-def test_by_default_microsleeps_a_minute_apart_do_not_add_up():
-    d = Drive(DEFAULT_FATIGUE).eyes(5, OPEN).eyes(1.5, CLOSED).eyes(70, OPEN).eyes(1.5, CLOSED).eyes(5, OPEN)
+def test_with_microsleep_repeat_2_microsleeps_a_minute_apart_do_not_add_up():
+    d = Drive(TWO_MICROSLEEPS).eyes(5, OPEN).eyes(1.5, CLOSED).eyes(70, OPEN).eyes(1.5, CLOSED).eyes(5, OPEN)
     assert d.events() == []
 
 
-def test_by_default_sleep_alerts_on_the_first_closure():
-    d = Drive(DEFAULT_FATIGUE).eyes(10, OPEN).eyes(4.0, CLOSED).eyes(5, OPEN)
+def test_with_microsleep_repeat_2_sleep_alerts_on_the_first_closure():
+    d = Drive(TWO_MICROSLEEPS).eyes(10, OPEN).eyes(4.0, CLOSED).eyes(5, OPEN)
     assert [(e.phase, e.level) for e in d.events()] == [("start", "sleep"), ("end", "sleep")]
     assert 12.9 <= d.time_of("start") <= 13.05  # 3 s after the eyes closed: within Euro NCAP's 10 s
 

@@ -14,17 +14,21 @@ from pydantic import Field
 from ..types import Event, Observation
 from .base import Rule, RuleError
 from .driver_absent import DriverAbsent, DriverAbsentConfig
+from .driver_distraction import DistractionLevel, DriverDistraction, DriverDistractionConfig
 from .driver_fatigue import DriverFatigue, DriverFatigueConfig, FatigueLevel
+from .driver_monitoring_degraded import DriverMonitoringDegraded, DriverMonitoringDegradedConfig
 from .emotion_summary import EmotionSummary, EmotionSummaryConfig
 from .sustained_emotion import SustainedEmotion, SustainedEmotionConfig
 
 RuleConfig = Annotated[
-    DriverFatigueConfig | DriverAbsentConfig | SustainedEmotionConfig | EmotionSummaryConfig,
+    DriverFatigueConfig | DriverDistractionConfig | DriverMonitoringDegradedConfig | DriverAbsentConfig
+    | SustainedEmotionConfig | EmotionSummaryConfig,
     Field(discriminator="type"),
 ]
 
 RULE_TYPES: dict[str, type[Rule]] = {
-    cls.type: cls for cls in (DriverFatigue, DriverAbsent, SustainedEmotion, EmotionSummary)
+    cls.type: cls for cls in (DriverFatigue, DriverDistraction, DriverMonitoringDegraded, DriverAbsent,
+                              SustainedEmotion, EmotionSummary)
 }
 
 
@@ -64,6 +68,6 @@ class RulesEngine:
 
 
 __all__ = [
-    "RuleConfig", "RuleError", "RulesEngine", "make_rules", "RULE_TYPES", "FatigueLevel",
-    "DriverFatigueConfig", "DriverAbsentConfig", "SustainedEmotionConfig", "EmotionSummaryConfig",
+    "RuleConfig", "RuleError", "RulesEngine", "make_rules", "RULE_TYPES", "FatigueLevel", "DistractionLevel",
+    "DriverFatigueConfig", "DriverDistractionConfig", "DriverMonitoringDegradedConfig", "DriverAbsentConfig", "SustainedEmotionConfig", "EmotionSummaryConfig",
 ]

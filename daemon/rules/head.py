@@ -4,8 +4,9 @@
 Cameras sit at different places in different cabins (on the column, the mirror, the A-pillar),
 and people hold their heads differently, so "looking at the road" is learned per driver, as
 openpilot's driver monitor does: the neutral pose is the median of the head's yaw and pitch,
-sampled a few times a second while the head is steady, confident, and within the road zone
-around the current estimate (a glance cannot pull it away), clamped to ``max_offset_deg``
+sampled a few times a second while the head is steady, confident, the eyes open (lowered lids
+mean a look down), and (once calibrated) within
+the road zone around the current estimate, so a glance cannot pull it away; clamped to ``max_offset_deg``
 around the configured fallback (a driver who stares at a phone from the start does not make
 "down" the road). Until ``calibration_s`` of such samples exist, the fallback
 (``road_yaw_deg``, ``road_pitch_deg``) is the neutral pose. A face absent for
@@ -30,6 +31,10 @@ from ..types import FaceState, Observation
 SAMPLE_EVERY_S = 0.2  # calibration samples at most 5 a second (a median over a bounded deque)
 STEADY_DEG = 3.0  # head moved less than this since the last sample: a steady pose
 CALIBRATION_SAMPLES_MAX = 600  # 2 minutes of samples at 5 Hz
+# Only a driver with open eyes teaches the road direction: looking down at notes, a phone or
+# the lap lowers the lids (the eye model reads them closed), and that steady pose must not
+# become "the road" (on the talking-head clip it would pull the median 8 degrees down).
+ATTENTIVE_EYES_BELOW = 0.5
 
 Zone = Literal["road", "left", "right", "down", "up"]
 
@@ -126,9 +131,20 @@ class HeadTracker:
         yaw, pitch = float(pose["yaw"]), float(pose["pitch"])
         dyaw, dpitch = yaw - self.neutral[0], pitch - self.neutral[1]
         zone = self.zone(dyaw, dpitch)
-        if self.cfg.calibrate and zone == "road":
+        eyes = face.signal("eye_closed")
+        attentive = "eye_closed" not in face.signals or (eyes is not None and eyes < ATTENTIVE_EYES_BELOW)
+        if self.cfg.calibrate and attentive and self._learnable(yaw, pitch, zone):
             self._learn(t, yaw, pitch)
         return HeadReading(dyaw, dpitch, zone)
+
+    def _learnable(self, yaw: float, pitch: float, zone: Zone) -> bool:
+        """Once calibrated, only poses in the road zone teach; before, any steady pose within
+        ``max_offset_deg`` of the fallback does (a camera mounted off-axis puts a new driver
+        outside the fallback's zone, and the median outvotes the glances)."""
+        if self.calibrated:
+            return zone == "road"
+        lim = self.cfg.max_offset_deg
+        return abs(yaw - self.fallback[0]) <= lim and abs(pitch - self.fallback[1]) <= lim
 
     def _learn(self, t: float, yaw: float, pitch: float) -> None:
         last = self._last_sample

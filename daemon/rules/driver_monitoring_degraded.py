@@ -1,0 +1,75 @@
+"""Degraded monitoring: a face is there, but its eyes or its head pose cannot be read.
+
+Euro NCAP asks that the driver be told within 10 s when the system cannot monitor them:
+sunglasses that hide the eyes, a hand or a mask over the face, a head turned too far for the
+landmarks. The eye signal reads ``None`` for flat eye patches (dark glasses, a cover) and the
+head_pose signal for a face its mesh does not fit; when either stays unreadable for ``after_s``
+while a face is present, the alert starts, and it ends once both are readable again for
+``confirm_s``. No face at all is ``driver_absent``'s alert, not this one. Signals that are not
+enabled are not required.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+from pydantic import Field
+
+from ..types import Event, Observation
+from .base import Held, Rule, RuleBase, Seconds
+from .head import has_pose_signal, pose_of
+
+DEGRADED_AFTER_S = 5.0  # Euro NCAP: tell the driver within 10 s
+READABLE_CONFIRM_S = 1.0
+MIN_POSE_CONFIDENCE = 0.5
+
+
+class DriverMonitoringDegradedConfig(RuleBase):
+    type: Literal["driver_monitoring_degraded"] = "driver_monitoring_degraded"
+    after_s: float = Field(DEGRADED_AFTER_S, gt=0, le=10, title="face present but eyes or pose unreadable this long starts the alert (<= 10 s)")
+    confirm_s: Seconds = Field(READABLE_CONFIRM_S, title="eyes and pose readable this long end the alert")
+    min_pose_confidence: float = Field(MIN_POSE_CONFIDENCE, ge=0, le=1, title="head pose below this confidence is unreadable")
+
+
+class DriverMonitoringDegraded(Rule):
+    type = "driver_monitoring_degraded"
+
+    def __init__(self, cfg: DriverMonitoringDegradedConfig, labels: Sequence[str], loc: tuple = ("rules",)) -> None:
+        super().__init__(cfg, labels, loc)
+        self.cfg: DriverMonitoringDegradedConfig = cfg
+        self.readable = Held()
+        self.since: float | None = None  # first unreadable frame of the current stretch
+
+    def what_is_unreadable(self, obs: Observation) -> list[str] | None:
+        """The unreadable signals of the primary face ([] all readable); None: no face."""
+        face = obs.primary
+        if face is None:
+            return None
+        missing = []
+        if "eye_closed" in face.signals and face.signal("eye_closed") is None:
+            missing.append("eyes")
+        if has_pose_signal(face) and pose_of(face, self.cfg.min_pose_confidence) is None:
+            missing.append("head_pose")
+        return missing
+
+    def step(self, obs: Observation) -> list[Event]:
+        t = obs.t
+        missing = self.what_is_unreadable(obs)
+        good_s = self.readable.update(missing == [], t)
+        # A stretch of unreadable sensing survives readable blips shorter than confirm_s (one
+        # lucky frame through dark glasses does not restart the clock); no face ends it.
+        if missing:
+            self.since = t if self.since is None else self.since
+        elif missing is None or good_s >= self.cfg.confirm_s:
+            self.since = None
+        bad_s = 0.0 if self.since is None else t - self.since
+        details = {"unreadable": missing or [], "unreadable_s": round(bad_s, 3)}
+        alerts = self.alerts
+        if alerts.active is None:
+            if bad_s >= self.cfg.after_s and not alerts.cooling_down(t):
+                return [alerts.start(t, obs.t_wall, "degraded", details, {"unreadable_s": round(bad_s, 3)})]
+            return []
+        alerts.raise_peak(unreadable_s=round(bad_s, 3))
+        if good_s >= self.cfg.confirm_s or missing is None:
+            return [alerts.end(t, obs.t_wall, {**details, "reason": "no face" if missing is None else "readable"})]
+        return []
