@@ -227,6 +227,40 @@ def main() -> None:
              "ok" if min(down) < look - 5 else "WRONG SIGN"],
             ["", f"pitch looking into the camera (p80 of {len(read_two)} frames)", f"{look:+.1f}", "-"]]
     print(table(rows, ["clip", "what", "degrees", "sign"]))
+    pipeline_with_and_without()
+
+
+def pipeline_with_and_without() -> None:
+    """The whole per-frame pipeline (config.yaml: Haar, emotion int8, eye model, rules) on the
+    talking head, twice through, with the head_pose signal off and on: what it costs a device."""
+    import time
+
+    from daemon.config import load_config
+    from daemon.rules import RulesEngine
+    from daemon.stats import PipelineStats
+    from daemon.types import Frame
+    from daemon.vision.pipeline import Pipeline
+
+    clip = list(frames(TALKING_HEAD))
+    cfg = load_config(REPO / "config.yaml")
+    rows = []
+    for on in (False, True):
+        c = cfg.model_copy(update={"head_pose": cfg.head_pose.model_copy(update={"enabled": on})})
+        stats = PipelineStats()
+        pipe = Pipeline.from_config(c, stats)
+        rules = RulesEngine(c.rules, pipe.labels)
+        n, t0 = 0, time.perf_counter()
+        for _ in range(2):
+            for image in clip:
+                rules.step(pipe.process(Frame(image, n, n / 25, n / 25)))
+                n += 1
+        fps = n / (time.perf_counter() - t0)
+        lat = stats.latency()
+        hp = lat.get("head_pose", {})
+        rows.append([f"head_pose {'on' if on else 'off'}", f"{fps:.1f}", f"{lat['total']['p50']:.1f}",
+                     f"{lat['total']['p99']:.1f}", f"{hp.get('p50', 0):.1f}" if hp else "-"])
+    print(f"\n== 4. pipeline on {TALKING_HEAD.name}, config.yaml, one core, frames as fast as they go")
+    print(table(rows, ["pipeline", "frames/s", "total p50 ms", "total p99 ms", "head_pose p50 ms"]))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pytest
 
 import daemon
 from broker import Broker, Collector, free_port, needs_mosquitto
-from conftest import STREET, TALKING_HEAD, YUNET, shared_file
+from conftest import REPO, STREET, TALKING_HEAD, YUNET, shared_file
 from daemon_helpers import (DaemonProcess, check_all_payloads, check_payload, daemon_config, labels_of, prefix,
                             run_cli)
 
@@ -50,7 +50,10 @@ def talking_head(broker, emotion_model, tmp_path_factory) -> Recording:
     pfx = prefix(device)
     sub = Collector(broker, [f"{pfx}/#"])
     cfg = daemon_config(tmp_path_factory.mktemp("talking_head"), broker, device, emotion_model,
-                        source={"uri": str(clip), "realtime": True}, eyes={"enabled": True}, rules=DRIVER_RULES)
+                        source={"uri": str(clip), "realtime": True}, eyes={"enabled": True}, rules=DRIVER_RULES,
+                        # as config.yaml ships: the head gate keeps her glances at her notes from
+                        # reading as microsleeps under the Euro NCAP default timings
+                        head_pose={"enabled": True, "model": str(REPO / "models" / "face_landmark.tflite")})
     proc = DaemonProcess(cfg, python_flags=("-X", "importtime"))
     try:
         proc.wait_log(r"MQTT connected")

@@ -83,3 +83,23 @@ def test_iou_matrix():
     ious = iou_matrix(np.array([[0, 0, 10, 10]], float), np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]], float))
     np.testing.assert_allclose(ious, [[1.0, 50 / 150, 0.0]])
     assert pytest.approx(0.0) == iou_matrix(np.zeros((1, 4)), np.zeros((1, 4)))[0, 0]
+
+
+def test_the_primary_face_is_the_largest_in_the_drivers_seat_zone():
+    from daemon.types import Detection
+    from daemon.vision.tracking import Tracker, TrackerConfig
+
+    driver, passenger = Detection((420, 120, 100, 100)), Detection((80, 100, 140, 140))  # passenger leans in, nearer
+    anywhere = Tracker(TrackerConfig())
+    anywhere.frame_hw = (360, 640)
+    anywhere.update([driver, passenger], 0.0)
+    assert anywhere.primary.box == passenger.box
+    seat = Tracker(TrackerConfig(primary_zone=(0.5, 0.0, 1.0, 1.0)))  # left-hand drive seen from the dash: right half
+    seat.frame_hw = (360, 640)
+    seat.update([driver, passenger], 0.0)
+    assert seat.primary.box == driver.box
+    seat.update([passenger], 0.1)  # the driver's face lost for a round: no primary, not the passenger
+    seat.tracks = [t for t in seat.tracks if t.box == passenger.box]
+    assert seat.primary is None
+    with pytest.raises(ValueError):
+        TrackerConfig(primary_zone=(0.6, 0.0, 0.4, 1.0))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..configbase import Section
 from ..types import Box, Detection
@@ -21,6 +21,16 @@ class TrackerConfig(Section):
     iou_threshold: float = Field(0.3, gt=0.0, lt=1.0, title="least box overlap (IoU) for a detection to continue a track")
     max_missed: int = Field(5, ge=0, title="detection rounds a track survives without a matching face")
     smoothing: float = Field(0.3, gt=0.0, le=1.0, title="EMA weight of the newest probabilities (1 = no smoothing)")
+    primary_zone: tuple[float, float, float, float] | None = Field(
+        None, title="driver's seat: [x0, y0, x1, y1] as fractions of the frame; the primary face is the largest "
+                    "whose centre lies inside (e.g. [0.5, 0, 1, 1]: the right half; null: the largest anywhere)")
+
+    @field_validator("primary_zone")
+    @classmethod
+    def _zone_in_frame(cls, v):
+        if v is not None and not (0.0 <= v[0] < v[2] <= 1.0 and 0.0 <= v[1] < v[3] <= 1.0):
+            raise ValueError("must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+        return v
 
 
 @dataclass(slots=True, eq=False)
@@ -59,6 +69,7 @@ class Tracker:
         self.cfg = cfg or TrackerConfig()
         self.tracks: list[Track] = []
         self._next_id = 1
+        self.frame_hw: tuple[int, int] | None = None  # set by the pipeline: the seat zone is in frame fractions
 
     def update(self, detections: list[Detection] | None, t: float) -> list[Track]:
         """Match this frame's detections to tracks; None = detection did not run on this frame."""
@@ -106,7 +117,17 @@ class Tracker:
             track.probs += a * probs
         return track.probs
 
+    def in_zone(self, tr: Track) -> bool:
+        zone = self.cfg.primary_zone
+        if zone is None or self.frame_hw is None:
+            return True
+        h, w = self.frame_hw
+        x, y, bw, bh = tr.box
+        cx, cy = (x + bw / 2) / w, (y + bh / 2) / h
+        return zone[0] <= cx <= zone[2] and zone[1] <= cy <= zone[3]
+
     @property
     def primary(self) -> Track | None:
-        """The largest live face: in a driver camera, the driver."""
-        return max(self.tracks, key=lambda tr: tr.area, default=None)
+        """The largest live face in the driver's seat zone (the whole frame by default): in a
+        driver camera, the driver, not a passenger who leans in."""
+        return max((tr for tr in self.tracks if self.in_zone(tr)), key=lambda tr: tr.area, default=None)
