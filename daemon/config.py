@@ -74,7 +74,7 @@ class _Config(Section):
 
     @model_validator(mode="after")
     def _outputs_distinct(self) -> _Config:
-        names = [o.name if o.type != "mqtt" else "mqtt" for o in self.outputs]
+        names = [getattr(o, "name", o.type) for o in self.outputs]
         if not names:
             raise ValueError("outputs: name at least one output (mqtt or jsonl)")
         dupes = sorted({n for n in names if names.count(n) > 1})

@@ -91,12 +91,10 @@ def test_the_primary_face_is_the_largest_in_the_drivers_seat_zone():
 
     driver, passenger = Detection((420, 120, 100, 100)), Detection((80, 100, 140, 140))  # passenger leans in, nearer
     anywhere = Tracker(TrackerConfig())
-    anywhere.frame_hw = (360, 640)
-    anywhere.update([driver, passenger], 0.0)
+    anywhere.update([driver, passenger], 0.0, (360, 640))
     assert anywhere.primary.box == passenger.box
     seat = Tracker(TrackerConfig(primary_zone=(0.5, 0.0, 1.0, 1.0)))  # left-hand drive seen from the dash: right half
-    seat.frame_hw = (360, 640)
-    seat.update([driver, passenger], 0.0)
+    seat.update([driver, passenger], 0.0, (360, 640))
     assert seat.primary.box == driver.box
     seat.update([passenger], 0.1)  # the driver's face lost for a round: no primary, not the passenger
     seat.tracks = [t for t in seat.tracks if t.box == passenger.box]

@@ -28,13 +28,12 @@ from typing import IO, Any, Literal
 from pydantic import Field, field_validator
 
 from ..configbase import Section
-from .payloads import encode, iso
+from .payloads import camera_payload, encode
 
 log = logging.getLogger(__name__)
 
 STDOUT = "-"
 TOPICS = ("events", "state", "stats", "camera/status")
-SCHEMA_VERSION = 1
 
 
 class JsonlConfig(Section):
@@ -98,11 +97,7 @@ class JsonlPublisher:
         self._write("stats", payload)
 
     def publish_camera_status(self, online: bool) -> None:
-        from datetime import datetime, timezone
-
-        now = datetime.now(timezone.utc).timestamp()
-        self._write("camera/status", {"schema": SCHEMA_VERSION, "device": self.device_id, "ts": iso(now),
-                                      "online": online})
+        self._write("camera/status", camera_payload(online, self.device_id))
 
     def health(self) -> dict[str, Any]:
         return {"written": self.written, "errors": self.errors, "rotations": self.rotations}

@@ -91,6 +91,12 @@ def stats_payload(snapshot: Mapping[str, Any], device: str, t_wall: float | None
     return {**_envelope(device, t_wall), **body}
 
 
+def camera_payload(online: bool, device: str) -> dict[str, Any]:
+    """The camera's state as JSON, for outputs that carry JSON only (MQTT sends the plain
+    ``online``/``offline`` string on its retained ``camera/status`` topic)."""
+    return {**_envelope(device, None), "online": online}
+
+
 def reply_payload(device: str, command: str, ok: bool, *, result: Mapping[str, Any] | None = None,
                   error: str | None = None, request_id: str | None = None) -> dict[str, Any]:
     """The answer to one ``cmd/<name>`` message, published on ``<prefix>/reply``."""

@@ -105,6 +105,34 @@ def _plain(value: Any) -> Any:
     return value.name.lower() if isinstance(value, IntEnum) else value
 
 
+class Escalation:
+    """One alert that carries ordered levels (openpilot's awareness ladder): it starts at the
+    first level above zero, sends an ``update`` each time the level rises above anything it has
+    reached, and ends when the rule says the driver has recovered. A cooldown holds back a new
+    alert, except from ``urgent`` up: those are warned every time."""
+
+    def __init__(self, alerts: AlertLifecycle, urgent: IntEnum) -> None:
+        self.alerts = alerts
+        self.urgent = urgent
+        self.reached = 0
+
+    def step(self, t: float, t_wall: float, level: IntEnum, details: dict, peak: dict, recovered: bool) -> list[Event]:
+        alerts = self.alerts
+        if alerts.active is None:
+            if level == 0 or (alerts.cooling_down(t) and level < self.urgent):
+                return []
+            self.reached = level
+            return [alerts.start(t, t_wall, level.name.lower(), details, peak)]
+        alerts.raise_peak(**peak)
+        if level > self.reached:
+            self.reached = level
+            return [alerts.update(level.name.lower(), details)]
+        if recovered:
+            self.reached = 0
+            return [alerts.end(t, t_wall, details)]
+        return []
+
+
 class Held:
     """How long a condition has held without a break, on the injected clock."""
 

@@ -27,7 +27,7 @@ from typing import Literal, Sequence
 from pydantic import Field, model_validator
 
 from ..types import Event, Observation
-from .base import Held, Rule, RuleBase, Seconds
+from .base import Escalation, Held, Rule, RuleBase, Seconds
 from .head import HeadTracker, HeadZoneConfig
 
 LONG_DISTRACTION_S = 3.0
@@ -47,10 +47,6 @@ class DistractionLevel(IntEnum):
     DISTRACTED = 2
     PROMPT = 3
     UNRESPONSIVE = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class DriverDistractionConfig(RuleBase):
@@ -86,7 +82,7 @@ class DriverDistraction(Rule):
         self.glances: deque[tuple[float, float]] = deque()  # (t, seconds away) since the last reset
         self.t_prev: float | None = None
         self._was_away_t: float | None = None
-        self.reached = DistractionLevel.NONE
+        self.ladder = Escalation(self.alerts, urgent=DistractionLevel.UNRESPONSIVE)
         self.zone = "road"
 
     def _away_now(self, obs: Observation) -> bool | None:
@@ -138,17 +134,5 @@ class DriverDistraction(Rule):
             "road_pitch_deg": round(float(self.head.neutral[1]), 1),
         }
         peak = {"level": level, "away_s": round(away_s, 3), "time_sharing_s": round(vats, 3)}
-        alerts = self.alerts
-        if alerts.active is None:
-            if level == DistractionLevel.NONE or (alerts.cooling_down(t) and level < DistractionLevel.UNRESPONSIVE):
-                return []
-            self.reached = level
-            return [alerts.start(t, obs.t_wall, level.label, details, peak)]
-        alerts.raise_peak(**peak)
-        if level > self.reached:
-            self.reached = level
-            return [alerts.update(level.label, details)]
-        if back_s >= c.release_s and vats < c.vats_s:
-            self.reached = DistractionLevel.NONE
-            return [alerts.end(t, obs.t_wall, details)]
-        return []
+        recovered = back_s >= c.release_s and vats < c.vats_s
+        return self.ladder.step(t, obs.t_wall, level, details, peak, recovered)

@@ -44,7 +44,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..types import Event, Observation
-from .base import Held, Hysteresis, Rule, RuleBase, Seconds, Share
+from .base import Escalation, Held, Hysteresis, Rule, RuleBase, Seconds, Share
 from .head import HeadTracker, HeadZoneConfig, has_pose_signal
 
 # Euro NCAP continuous-closure timings.
@@ -208,6 +208,7 @@ class Yawns:
         self.frames = 0
         self.narrow = 0
         self.counted = False
+        self.narrow_below = REST_WIDTH_FALLBACK * width_ratio  # set from the resting mouth at each opening
 
     def rest_width(self) -> float:
         return float(np.median(self.rest)) if len(self.rest) >= 10 else REST_WIDTH_FALLBACK
@@ -222,10 +223,11 @@ class Yawns:
         if mar < self.mar_on:
             self.open_since = None
             return False
-        if self.open_since is None:
+        if self.open_since is None:  # the median of the resting widths once per opening, not per frame
             self.open_since, self.frames, self.narrow, self.counted = t, 0, 0, False
+            self.narrow_below = self.width_ratio * self.rest_width()
         self.frames += 1
-        self.narrow += width < self.width_ratio * self.rest_width()
+        self.narrow += width < self.narrow_below
         if (not self.counted and t - self.open_since >= self.min_s
                 and self.narrow >= YAWN_NARROW_SHARE * self.frames):
             self.counted = True
@@ -247,7 +249,7 @@ class DriverFatigue(Rule):
         self._counted = False  # the current closure is already in self.microsleeps
         self.recovered = Held()
         self.t_prev: float | None = None
-        self.reached = FatigueLevel.NONE  # highest level of the open alert
+        self.ladder = Escalation(self.alerts, urgent=FatigueLevel.SLEEP)
         self.head = HeadTracker(cfg.head)
         self.head_away = False
         self._pending: list[tuple[float, float]] = []  # closed frames of the closure going on
@@ -350,18 +352,6 @@ class DriverFatigue(Rule):
             "long_blinks": len(self.long_blinks),
         }
         peak = {"level": level, "perclos": perclos, "closure_s": round(closure_s, 3)}
-        alerts = self.alerts
-        if alerts.active is None:
-            if level == FatigueLevel.NONE or alerts.cooling_down(t) and level < FatigueLevel.SLEEP:
-                return []  # a cooldown never silences sleep: Euro NCAP wants it warned every time
-            self.reached = level
-            self.recovered.update(False, t)
-            return [alerts.start(t, obs.t_wall, level.label, details, peak)]
-        alerts.raise_peak(**peak)
-        if level > self.reached:
-            self.reached = level
-            return [alerts.update(level.label, details)]
-        if self.recovered.update(closed is False and not drowsy, t) >= self.cfg.release_s:
-            self.reached = FatigueLevel.NONE
-            return [alerts.end(t, obs.t_wall, details)]
-        return []
+        recovered = self.recovered.update(closed is False and not drowsy, t) >= self.cfg.release_s
+        # A cooldown never silences sleep: Euro NCAP wants it warned every time.
+        return self.ladder.step(t, obs.t_wall, level, details, peak, recovered)

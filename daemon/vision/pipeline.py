@@ -91,8 +91,7 @@ class Pipeline:
         self._n += 1
 
         t0 = time.perf_counter()
-        self.tracker.frame_hw = frame.image.shape[:2]
-        tracks = self.tracker.update(detections, frame.t_capture)
+        tracks = self.tracker.update(detections, frame.t_capture, frame.image.shape[:2])
         if len(tracks) > self.max_faces:
             tracks = sorted(tracks, key=lambda tr: tr.box[2] * tr.box[3], reverse=True)[: self.max_faces]
         self.stats.record("track", (time.perf_counter() - t0) * 1000.0)

@@ -69,10 +69,13 @@ class Tracker:
         self.cfg = cfg or TrackerConfig()
         self.tracks: list[Track] = []
         self._next_id = 1
-        self.frame_hw: tuple[int, int] | None = None  # set by the pipeline: the seat zone is in frame fractions
+        self.frame_hw: tuple[int, int] | None = None  # (height, width) of the latest frame: the seat zone is in fractions
 
-    def update(self, detections: list[Detection] | None, t: float) -> list[Track]:
-        """Match this frame's detections to tracks; None = detection did not run on this frame."""
+    def update(self, detections: list[Detection] | None, t: float, frame_hw: tuple[int, int] | None = None) -> list[Track]:
+        """Match this frame's detections to tracks; None = detection did not run on this frame.
+        ``frame_hw`` (height, width) places the seat zone of ``primary``."""
+        if frame_hw is not None:
+            self.frame_hw = frame_hw
         if detections is None:
             return self.tracks
         matched_tracks: set[int] = set()

@@ -10,7 +10,7 @@ this registry for the config models, and validating a config must not load them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from .base import FaceSignal, SignalConfig
@@ -19,9 +19,7 @@ from .head_pose import HeadPose
 
 SIGNALS: tuple[type[FaceSignal], ...] = (EyeClosure, HeadPose)
 
-BY_NAME: dict[str, type[FaceSignal]] = {s.name: s for s in SIGNALS}
-
-__all__ = ["BY_NAME", "SIGNALS", "FaceSignal", "SignalConfig", "build_signals", "describe", "signal_cells",
+__all__ = ["SIGNALS", "FaceSignal", "SignalConfig", "build_signals", "describe", "signal_cells",
            "signal_columns", "signals_json", "state_schema_properties"]
 
 
@@ -56,12 +54,10 @@ def signal_cells(signals: Mapping[str, Any]) -> list[float | None]:
     return [v for cls in SIGNALS for v in cls.flatten(signals.get(cls.name))]
 
 
-def describe(signals: Mapping[str, Any], names: Sequence[str] | None = None) -> list[str]:
+def describe(signals: Mapping[str, Any]) -> list[str]:
     """Annotation lines of the signals measured on one face, in registry order."""
     lines = []
     for cls in SIGNALS:
-        if names is not None and cls.name not in names:
-            continue
         value = signals.get(cls.name)
         if value is not None and (text := cls.describe(value)):
             lines.append(text)

@@ -13,8 +13,9 @@ primary face's box; ``daemon/model/face_mesh.py`` fits a rigid upper-face refere
 * ``mar``: mouth aspect ratio (0 closed, 0.6-0.8 wide open);
 * ``mouth_width``: inner mouth width over eye-corner width (a yawn narrows it, a shout widens it).
 
-Cost: about 2 ms per face on one core, 4 ms when the head is tilted (a second, upright crop).
-Measured accuracy: see models/FACE_MESH_CARD.md.
+Cost on one AVX2 core (``python bench/head_pose.py``): 2.5 ms per face for one pass, 5.0 ms p50
+with the second, upright pass that runs whenever the eye line tilts more than ``retilt_deg``
+(most frames of a talking head). Measured accuracy: see models/FACE_MESH_CARD.md.
 """
 
 from __future__ import annotations
