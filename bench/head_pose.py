@@ -88,15 +88,19 @@ def boxed(path, limit: int | None = None) -> list[tuple[np.ndarray, tuple]]:
     return out
 
 
-def timed_reads(mesh, data) -> tuple[list[float], list]:
+def timed_reads(mesh, data, hinted: bool = False) -> tuple[list[float], list]:
+    """``hinted``: each read gets the previous frame's eye-line angle, as the daemon's head_pose
+    signal passes it per track."""
     for image, box in data[:10]:          # warm-up: not counted
         mesh.read(image, box)
-    ms, readings = [], []
+    mesh.second_passes = 0
+    ms, readings, hint = [], [], 0.0
     for image, box in data:
         t0 = time.perf_counter()
-        r = mesh.read(image, box)
+        r = mesh.read(image, box, hint if hinted else 0.0)
         ms.append((time.perf_counter() - t0) * 1000.0)
         readings.append(r)
+        hint = r.tilt if r is not None else 0.0
     return ms, readings
 
 
@@ -168,9 +172,10 @@ def main() -> None:
     two = FaceMesh(MODEL, threads=1, min_presence=0.0, retilt_deg=3.0)
     one = FaceMesh(MODEL, threads=1, min_presence=0.0, retilt_deg=None)
     ms_two, read_two = timed_reads(two, data)
+    tilted = two.second_passes
+    ms_hint, _ = timed_reads(two, data, hinted=True)
+    hinted_passes = two.second_passes
     ms_one, read_one = timed_reads(one, data)
-    tilted = sum(abs(np.degrees(np.arctan2(*(r.landmarks[263, 1::-1] - r.landmarks[33, 1::-1])))) > 3.0
-                 for r in read_one)
     lm = read_two[0].landmarks
     t0 = time.perf_counter()
     for _ in range(1000):
@@ -178,8 +183,10 @@ def main() -> None:
     fit_ms = (time.perf_counter() - t0)          # total s for 1000 = ms per call
 
     print(f"\n== 1. FaceMesh read() per face, {len(data)} talking-head frames (640x360, face ~104 px)")
-    rows = [["retilt_deg=3.0 (default)", f"{pct(ms_two, 50):.2f}", f"{pct(ms_two, 99):.2f}",
+    rows = [["retilt_deg=3.0, no hint", f"{pct(ms_two, 50):.2f}", f"{pct(ms_two, 99):.2f}",
              f"{tilted}/{len(data)}"],
+            ["retilt_deg=3.0, last frame's tilt (daemon)", f"{pct(ms_hint, 50):.2f}", f"{pct(ms_hint, 99):.2f}",
+             f"{hinted_passes}/{len(data)}"],
             ["retilt_deg=None (one pass)", f"{pct(ms_one, 50):.2f}", f"{pct(ms_one, 99):.2f}", "0"],
             ["estimate_pose alone (1000 calls)", f"{fit_ms:.3f}", "-", "-"]]
     print(table(rows, ["setting", "p50 ms", "p99 ms", "frames with 2nd pass"]))

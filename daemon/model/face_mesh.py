@@ -103,6 +103,12 @@ def _dist(lm: np.ndarray, a: int, b: int) -> float:
     return float(np.hypot(*(lm[a, :2] - lm[b, :2])))
 
 
+def _eye_line_deg(lm: np.ndarray) -> float:
+    """Angle of the line between the outer eye corners (33 -> 263) in the frame, degrees."""
+    dx, dy = lm[263, :2] - lm[33, :2]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
 def eye_aspect_ratio(lm: np.ndarray) -> float:
     """Mean 6-point EAR of both eyes (2-D); ~0.3 open, < ~0.15 closed."""
     ears = [(_dist(lm, p2, p6) + _dist(lm, p3, p5)) / (2.0 * max(_dist(lm, p1, p4), 1e-6))
@@ -135,6 +141,7 @@ class MeshReading:
     mar: float              # mouth aspect ratio
     mouth_width: float      # inner mouth width over eye-corner distance (yawn: narrower)
     pose_residual: float = 0.0  # raw rigid-fit misfit (reference units), for diagnostics
+    tilt: float = 0.0       # eye line's angle in the frame (degrees): the next frame's tilt_hint
 
 
 class FaceMesh:
@@ -160,32 +167,39 @@ class FaceMesh:
                              f"{[d['shape'].tolist() for d in inp]}, output sizes {sorted(out)})")
         self._in, self._out_lm, self._out_score = inp[0]["index"], out[1404], out[1]
         self.min_presence, self.retilt_deg = min_presence, retilt_deg
+        self.second_passes = 0  # reads that needed a second, re-rotated crop
         # Reused buffers: the crop, its RGB version and the float input tensor.
         self._crop = np.zeros((_SIZE, _SIZE, 3), np.uint8)
         self._rgb = np.zeros((_SIZE, _SIZE, 3), np.uint8)
         self._input = np.zeros((1, _SIZE, _SIZE, 3), np.float32)
 
-    def read(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> MeshReading | None:
+    def read(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int], tilt_hint: float = 0.0) -> MeshReading | None:
         """Landmarks and signals for the face in box (x, y, w, h, frame pixels).
 
+        ``tilt_hint``: the eye line's angle in the previous frame of this face (``reading.tilt``);
+        the crop is rotated by it, so a steadily tilted head needs one pass, not two.
         Returns None for an empty box or when presence < min_presence."""
         x, y, w, h = (float(v) for v in box)
         if w <= 1 or h <= 1 or frame_bgr is None or frame_bgr.size == 0:
             return None
         cx, cy, side = x + w / 2, y + h / 2, max(w, h) * _MARGIN
-        presence, lm = self._run(frame_bgr, cx, cy, side, 0.0)
-        # FaceMesh is trained on upright crops (MediaPipe rotates them using the eyes): on a
-        # tilted head it under-reads the tilt (30 deg reads ~20, worse on small faces looking
-        # down) and the other landmarks suffer too. Re-run on an upright crop (~2 ms more).
-        tilt = np.degrees(np.arctan2(*(lm[263, 1::-1] - lm[33, 1::-1])))
-        if self.retilt_deg is not None and abs(tilt) > self.retilt_deg and presence >= self.min_presence:
+        angle = tilt_hint if self.retilt_deg is not None else 0.0
+        presence, lm = self._run(frame_bgr, cx, cy, side, angle)
+        # FaceMesh is trained on upright crops (MediaPipe rotates them using the eyes, from the
+        # previous frame as here): on a crop tilted against the head it under-reads the tilt (30
+        # deg reads ~20, worse on small faces looking down) and the other landmarks suffer too.
+        # When the crop's angle is off by more than retilt_deg, run again on an upright crop.
+        tilt = _eye_line_deg(lm)
+        if self.retilt_deg is not None and abs(tilt - angle) > self.retilt_deg and presence >= self.min_presence:
             presence, lm = self._run(frame_bgr, cx, cy, side, tilt)
+            tilt = _eye_line_deg(lm)
+            self.second_passes += 1
         if presence < self.min_presence:
             return None
         yaw, pitch, roll, resid = estimate_pose(lm)
         conf = presence * 0.5 ** ((resid / _RESID_HALF) ** 2)
         return MeshReading(lm, presence, yaw, pitch, roll, float(conf),
-                           eye_aspect_ratio(lm), mouth_aspect_ratio(lm), mouth_width(lm), resid)
+                           eye_aspect_ratio(lm), mouth_aspect_ratio(lm), mouth_width(lm), resid, float(tilt))
 
     def _run(self, frame: np.ndarray, cx: float, cy: float, side: float,
              angle: float) -> tuple[float, np.ndarray]:
