@@ -14,9 +14,16 @@ fast as possible), no MQTT. Three contenders on the same decoded clip:
 emotiond runs over the whole clip (``--repeats`` times, medians); the Keras pipelines over the
 first ``--naive-frames`` frames (they take seconds per second of video). Per-stage times are
 per frame in ms (detect: only frames where detection ran; classify: all faces of a frame).
+Without TensorFlow or the peer model (or with ``--naive-frames 0``) only emotiond's row prints.
 
-    python bench/pipeline.py                       # both clips
+``--recall`` also scores emotiond's published faces against a reference, YuNet on every
+full-resolution frame (score >= 0.6): the share of reference faces that a published box
+overlaps (IoU >= 0.3), and the number of distinct track ids. ``--exclude x0,y0,x1,y1`` drops
+reference boxes centred in a region of the frame (pixels), for false faces checked by eye.
+
+    python bench/pipeline.py                       # both clips, config.yaml
     python bench/pipeline.py --clips talking_head_640x360.mp4 --naive-frames 60 --repeats 5
+    python bench/pipeline.py --config profiles/retail.yaml --clips street_multiface_1920x1080.mp4 --recall
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class Run:
     faces: int = 0
     seconds: float = 0.0
     stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    boxes: list[list[tuple]] = field(default_factory=list)  # published boxes per frame
+    ids: set[int] = field(default_factory=set)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -69,7 +79,7 @@ def decoded(clip, limit: int | None):
 
 # -- emotiond ---------------------------------------------------------------------------------
 
-def emotiond_run(clip) -> Run:
+def emotiond_run(clip, config) -> Run:
     from daemon.config import load_config
     from daemon.vision.pipeline import Pipeline
     from daemon.rules import RulesEngine
@@ -82,7 +92,7 @@ def emotiond_run(clip) -> Run:
         def record(self, stage: str, ms: float) -> None:
             run.stages[stage].append(ms)
 
-    cfg = load_config(REPO / "config.yaml")
+    cfg = load_config(config)
     pipe = Pipeline.from_config(cfg, Recorder())
     rules = RulesEngine(cfg.rules, pipe.labels)
     t_start = time.perf_counter()
@@ -97,8 +107,42 @@ def emotiond_run(clip) -> Run:
         run.stages["total"][-1] = dec_ms + (t2 - t0) * 1000.0  # the pipeline's own total + decode + rules
         run.frames += 1
         run.faces += len(obs.faces)
+        run.boxes.append([f.box for f in obs.faces])
+        run.ids.update(f.track_id for f in obs.faces)
     run.seconds = time.perf_counter() - t_start
+    run.skipped = dict(pipe.stats.faces_skipped) if hasattr(pipe.stats, "faces_skipped") else {}
     return run
+
+
+# -- recall against a reference --------------------------------------------------------------
+
+def reference_faces(clip, exclude: tuple[float, float, float, float] | None) -> list[list[tuple]]:
+    """YuNet at full resolution on every frame, score >= 0.6: the reference faces per frame."""
+    net = None
+    out = []
+    for image, _ in decoded(clip, None):
+        h, w = image.shape[:2]
+        if net is None:
+            net = cv2.FaceDetectorYN.create(str(REPO / "models" / "face_detection_yunet_2023mar.onnx"), "", (w, h), 0.6, 0.3, 5000)
+        _, rows = net.detect(image)
+        boxes = [tuple(float(v) for v in r[:4]) for r in (rows if rows is not None else [])]
+        if exclude:
+            x0, y0, x1, y1 = exclude
+            boxes = [b for b in boxes if not (x0 <= b[0] + b[2] / 2 <= x1 and y0 <= b[1] + b[3] / 2 <= y1)]
+        out.append(boxes)
+    return out
+
+
+def recall(run: Run, reference: list[list[tuple]]) -> tuple[float, int]:
+    """(share of reference faces overlapped by a published box at IoU >= 0.3, reference faces)."""
+    from daemon.vision.tracking import iou_matrix
+
+    hit = total = 0
+    for ref, found in zip(reference, run.boxes):
+        total += len(ref)
+        if ref and found:
+            hit += int((iou_matrix(np.array(ref, float), np.array(found, float)).max(axis=1) >= 0.3).sum())
+    return (hit / total if total else float("nan")), total
 
 
 # -- Keras contenders -------------------------------------------------------------------------
@@ -178,26 +222,51 @@ def report(clip_name: str, runs: list[Run], repeats_fps: list[float]) -> None:
         print(f"ratio emotiond / {r.name}: {ours / r.fps:.1f}x")
 
 
+def naive_available() -> str | None:
+    """Why the Keras contenders cannot run here, or None."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return "TensorFlow is not installed (pip install .[train])"
+    missing = [str(p) for p in (PEER_MODEL, IMAGENET_WEIGHTS) if not p.exists()]
+    return f"missing {', '.join(missing)}" if missing else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "config.yaml"), help="emotiond config or profile (default: config.yaml)")
     ap.add_argument("--clips", nargs="*", default=["talking_head_640x360.mp4", "street_multiface_1920x1080.mp4"])
-    ap.add_argument("--naive-frames", type=int, default=60, help="frames for each Keras pipeline")
+    ap.add_argument("--naive-frames", type=int, default=60, help="frames for each Keras pipeline (0: emotiond only)")
     ap.add_argument("--repeats", type=int, default=3, help="emotiond runs over the whole clip (median frames/s)")
+    ap.add_argument("--recall", action="store_true", help="score faces against YuNet on every full-resolution frame")
+    ap.add_argument("--exclude", help="x0,y0,x1,y1: drop reference boxes centred there (false faces checked by eye)")
     ap.add_argument("--core", type=int, default=0)
     args = ap.parse_args()
     clips = [VIDEOS / c for c in args.clips]
-    require(*clips, PEER_MODEL, IMAGENET_WEIGHTS)
+    require(*clips)
     cv2.setNumThreads(1)
     print(machine())
     print(pin_to_core(args.core) + "; OpenCV, LiteRT and TensorFlow each on 1 thread")
-    naive, peer = keras_models()
+    print(f"config: {args.config}")
+    why_not = naive_available() if args.naive_frames > 0 else "--naive-frames 0"
+    if why_not:
+        print(f"naive and peer pipelines not run: {why_not}")
+    else:
+        naive, peer = keras_models()
+    exclude = tuple(float(v) for v in args.exclude.split(",")) if args.exclude else None
     for clip in clips:
-        runs = [emotiond_run(clip) for _ in range(args.repeats)]
+        runs = [emotiond_run(clip, args.config) for _ in range(args.repeats)]
         fps = [r.fps for r in runs]
         best = runs[len(runs) // 2]
-        others = [keras_run("naive", naive, naive_prepare, clip, args.naive_frames),
-                  keras_run("peer", peer, peer_prepare, clip, args.naive_frames)]
+        others = [] if why_not else [keras_run("naive", naive, naive_prepare, clip, args.naive_frames),
+                                     keras_run("peer", peer, peer_prepare, clip, args.naive_frames)]
         report(clip.name, [best, *others], fps)
+        print(f"emotiond distinct track ids: {len(best.ids)}; faces seen but not classified: {best.skipped}")
+        if args.recall:
+            ref = reference_faces(clip, exclude)
+            share, total = recall(best, ref)
+            print(f"recall vs YuNet full-res every frame (score >= 0.6{', excluding ' + args.exclude if exclude else ''}): "
+                  f"{share:.3f} of {total} reference faces ({total / max(len(ref), 1):.2f} per frame)")
 
 
 if __name__ == "__main__":

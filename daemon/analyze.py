@@ -75,11 +75,16 @@ def input_kind(path: Path) -> str:
 
 
 def stills_config(cfg: Config) -> Config:
-    """The config for independent images (see the module docstring)."""
+    """The config for independent images (see the module docstring): every image scanned whole,
+    every face published at once (no confirmation over frames that are not a sequence)."""
+    det = {"every_n": 1, "full_scan_every_n": 1, "search_near_tracks": True}
+    if getattr(cfg.detector, "tiles", 0):  # a scan spread over frames: one whole pass at the tiles' width
+        det |= {"tiles": 0, "downscale_width": cfg.detector.tile_width}
     return cfg.model_copy(
         update={
-            "detector": cfg.detector.model_copy(update={"every_n": 1}),
-            "tracker": cfg.tracker.model_copy(update={"smoothing": 1.0, "max_missed": 0}),
+            "detector": cfg.detector.model_copy(update=det),
+            "tracker": cfg.tracker.model_copy(update={"smoothing": 1.0, "max_missed": 0, "confirm_hits": 1,
+                                                      "hold_missed": None}),
         }
     )
 
@@ -152,7 +157,8 @@ class Timeline:
         for f in obs.faces:
             cells = ["" if v is None else f"{v:.4f}" for v in signal_cells(f.signals)]
             self._csv.writerow([index, f"{t:.4f}", f.track_id, int(f.primary), *map(int, f.box), f.label,
-                                f"{f.confidence:.4f}", *(f"{p:.4f}" for p in f.probs), *cells])
+                                f"{f.confidence:.4f}",
+                                *((f"{p:.4f}" for p in f.probs) if f.probs is not None else [""] * len(self.labels)), *cells])
 
     def close(self) -> None:
         if self.json:

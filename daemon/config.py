@@ -29,6 +29,7 @@ from .vision.config import PipelineConfig
 from .vision.detectors import DetectorConfig, HaarConfig
 from .vision.signals import SIGNALS
 from .vision.tracking import TrackerConfig
+from .vision.zones import ZoneConfig
 from .web.config import HttpConfig
 
 
@@ -52,6 +53,9 @@ class _Config(Section):
     source: SourceConfig = SourceConfig()
     detector: DetectorConfig = HaarConfig()
     tracker: TrackerConfig = TrackerConfig()
+    zones: dict[str, ZoneConfig] = Field(
+        default_factory=dict, title="named polygons in frame fractions, e.g. the driver's seat or a shop's entrance "
+                                    "(tracker.primary_zone and the visitors rule name them)")
     classifier: ClassifierConfig = ClassifierConfig()
     pipeline: PipelineConfig = PipelineConfig()
     rules: list[RuleConfig] = Field(default_factory=list, title="event rules, see README")
@@ -80,6 +84,17 @@ class _Config(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"outputs: {', '.join(dupes)} named more than once; give each output a distinct name")
+        return self
+
+    @model_validator(mode="after")
+    def _zone_names_exist(self) -> _Config:
+        named = [("tracker.primary_zone", self.tracker.primary_zone)] if isinstance(self.tracker.primary_zone, str) else []
+        for i, rule in enumerate(self.rules):
+            named += [(f"rules[{i}].zones", z) for z in getattr(rule, "zones", None) or ()]
+        for where, name in named:
+            if name not in self.zones:
+                known = ", ".join(sorted(self.zones)) or "none"
+                raise ValueError(f"{where}: zone {name!r} is not defined under zones: (defined: {known})")
         return self
 
     @property

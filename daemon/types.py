@@ -44,14 +44,16 @@ class FaceState:
 
     track_id: int
     box: Box
-    probs: np.ndarray  # smoothed class probabilities, manifest label order
-    label: str  # argmax of probs
+    # Smoothed class probabilities in manifest label order; None (label None, confidence 0)
+    # while the face has not been classified: too small or blurred to read, or not yet its turn.
+    probs: np.ndarray | None
+    label: str | None  # argmax of probs
     confidence: float  # probs[argmax]
     primary: bool
     landmarks: np.ndarray | None
     signals: dict[str, SignalValue]
 
-    def __init__(self, track_id: int, box: Box, probs: np.ndarray, label: str, confidence: float,
+    def __init__(self, track_id: int, box: Box, probs: np.ndarray | None, label: str | None, confidence: float,
                  primary: bool = False, landmarks: np.ndarray | None = None,
                  signals: dict[str, SignalValue] | None = None, **signal_values: Any) -> None:
         self.track_id, self.box, self.probs, self.label, self.confidence = track_id, box, probs, label, confidence
@@ -71,6 +73,7 @@ class Observation:
     t_wall: float
     faces: list[FaceState] = field(default_factory=list)
     labels: tuple[str, ...] = ()
+    frame_hw: tuple[int, int] | None = None  # (height, width): places boxes in zones
 
     @property
     def primary(self) -> FaceState | None:

@@ -39,8 +39,11 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_plain).encode()
 
 
-def probs_json(probs: Any, labels: tuple[str, ...]) -> dict[str, float]:
-    """Class probabilities by label, rounded: the form of every payload and timeline."""
+def probs_json(probs: Any, labels: tuple[str, ...]) -> dict[str, float] | None:
+    """Class probabilities by label, rounded: the form of every payload and timeline (None for a
+    face not classified)."""
+    if probs is None:
+        return None
     return {label: round(float(p), 4) for label, p in zip(labels, probs)}
 
 

@@ -7,7 +7,7 @@ and class below.
 
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+from typing import Annotated, Any, Mapping, Sequence
 
 from pydantic import Field
 
@@ -19,20 +19,21 @@ from .driver_fatigue import DriverFatigue, DriverFatigueConfig, FatigueLevel
 from .driver_monitoring_degraded import DriverMonitoringDegraded, DriverMonitoringDegradedConfig
 from .emotion_summary import EmotionSummary, EmotionSummaryConfig
 from .sustained_emotion import SustainedEmotion, SustainedEmotionConfig
+from .visitors import Visitors, VisitorsConfig
 
 RuleConfig = Annotated[
     DriverFatigueConfig | DriverDistractionConfig | DriverMonitoringDegradedConfig | DriverAbsentConfig
-    | SustainedEmotionConfig | EmotionSummaryConfig,
+    | SustainedEmotionConfig | EmotionSummaryConfig | VisitorsConfig,
     Field(discriminator="type"),
 ]
 
 RULE_TYPES: dict[str, type[Rule]] = {
     cls.type: cls for cls in (DriverFatigue, DriverDistraction, DriverMonitoringDegraded, DriverAbsent,
-                              SustainedEmotion, EmotionSummary)
+                              SustainedEmotion, EmotionSummary, Visitors)
 }
 
 
-def make_rules(configs: Sequence[RuleConfig], labels: Sequence[str]) -> list[Rule]:
+def make_rules(configs: Sequence[RuleConfig], labels: Sequence[str], zones: Mapping[str, Any] | None = None) -> list[Rule]:
     """Build the rules, checking what needs the model (labels) and the whole list (unique names).
 
     Raises RuleError whose ``loc`` is the key path, e.g. ``rules.2.emotion``.
@@ -41,7 +42,8 @@ def make_rules(configs: Sequence[RuleConfig], labels: Sequence[str]) -> list[Rul
     seen: dict[str, int] = {}
     for i, cfg in enumerate(configs):
         loc = ("rules", i)
-        rule = RULE_TYPES[cfg.type](cfg, labels, loc)
+        cls = RULE_TYPES[cfg.type]
+        rule = cls(cfg, labels, loc, zones=zones) if cls.needs_zones else cls(cfg, labels, loc)
         if rule.name in seen:
             raise RuleError((*loc, "name"), f"rule name {rule.name!r} is already used by rules[{seen[rule.name]}]; give each rule a distinct name")
         seen[rule.name] = i
@@ -52,8 +54,8 @@ def make_rules(configs: Sequence[RuleConfig], labels: Sequence[str]) -> list[Rul
 class RulesEngine:
     """All configured rules, stepped in config order on the observation clock."""
 
-    def __init__(self, rules: Sequence[RuleConfig], labels: Sequence[str]) -> None:
-        self.rules = make_rules(rules, labels)
+    def __init__(self, rules: Sequence[RuleConfig], labels: Sequence[str], zones: Mapping[str, Any] | None = None) -> None:
+        self.rules = make_rules(rules, labels, zones)
 
     def step(self, obs: Observation) -> list[Event]:
         return [event for rule in self.rules for event in rule.step(obs)]
@@ -62,6 +64,10 @@ class RulesEngine:
         """End every open alert (and flush partial summaries) at shutdown."""
         return [event for rule in self.rules for event in rule.close(t, t_wall)]
 
+    def overlay(self) -> list[str]:
+        """The rules' running figures for the live preview."""
+        return [line for rule in self.rules for line in rule.overlay()]
+
     def active(self) -> list[str]:
         """Ids of the alerts open now."""
         return [alert_id for rule in self.rules for alert_id in rule.active_ids()]
@@ -69,5 +75,5 @@ class RulesEngine:
 
 __all__ = [
     "RuleConfig", "RuleError", "RulesEngine", "make_rules", "RULE_TYPES", "FatigueLevel", "DistractionLevel",
-    "DriverFatigueConfig", "DriverDistractionConfig", "DriverMonitoringDegradedConfig", "DriverAbsentConfig", "SustainedEmotionConfig", "EmotionSummaryConfig",
+    "DriverFatigueConfig", "DriverDistractionConfig", "DriverMonitoringDegradedConfig", "DriverAbsentConfig", "SustainedEmotionConfig", "EmotionSummaryConfig", "VisitorsConfig",
 ]

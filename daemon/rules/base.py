@@ -175,6 +175,7 @@ class Rule(ABC):
     """One configured rule: fed every observation, returns the events it caused."""
 
     type: ClassVar[str]
+    needs_zones: ClassVar[bool] = False  # True: built with ``zones=`` (the config's named zones)
 
     def __init__(self, cfg: RuleBase, labels: Sequence[str], loc: tuple[str | int, ...] = ("rules",)) -> None:
         self.cfg = cfg
@@ -192,3 +193,7 @@ class Rule(ABC):
 
     def active_ids(self) -> list[str]:
         return [self.alerts.active.id] if self.alerts.active else []
+
+    def overlay(self) -> list[str]:
+        """Text lines this rule shows on the live preview (running figures); none by default."""
+        return []

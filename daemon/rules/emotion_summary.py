@@ -54,6 +54,8 @@ class EmotionSummary(Rule):
             self._reset()
         self.frames += 1
         for face in obs.faces:
+            if face.label is None:  # not classified (too small or blurred): no emotion to count
+                continue
             self.per_track[face.track_id][face.label] += 1
             self.face_frames[face.label] += 1
         return events

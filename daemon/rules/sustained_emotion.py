@@ -43,7 +43,7 @@ class SustainedEmotion(Rule):
 
     def confidence(self, obs: Observation) -> float | None:
         faces = [obs.primary] if self.cfg.face == "primary" else obs.faces
-        values = [float(f.probs[self.index]) for f in faces if f is not None]
+        values = [float(f.probs[self.index]) for f in faces if f is not None and f.probs is not None]
         return max(values) if values else None
 
     def step(self, obs: Observation) -> list[Event]:

@@ -30,6 +30,7 @@ from ..publish.payloads import event_payload, state_payload, stats_payload
 from ..rules import RuleError, RulesEngine
 from ..stats import PipelineStats, rss_mb
 from ..types import Observation
+from ..vision.annotate import Overlay
 from ..vision.detectors import DetectorError
 from ..vision.pipeline import Pipeline
 from ..web.http import HttpError, HttpServer, PreviewSlot, WebView
@@ -46,7 +47,7 @@ class Runner:
         self.preview = preview or PreviewSlot()
         self.publisher = publisher
         self.pipeline = Pipeline.from_config(cfg, stats)  # loads the models: may raise ModelError
-        self.rules = RulesEngine(cfg.rules, self.pipeline.labels)
+        self.rules = RulesEngine(cfg.rules, self.pipeline.labels, cfg.zones)
         self.source = FrameSource(cfg.source, on_status=publisher.publish_camera_status)
         self.device = cfg.device
         self.heartbeat = time.monotonic()
@@ -97,9 +98,9 @@ class Runner:
                     self._observe(Observation(t=time.monotonic(), t_wall=time.time(), labels=self.pipeline.labels))
                 continue
             obs = self.pipeline.process(frame)
-            if self.preview.viewers:
-                self.preview.offer(frame.image, obs)
             self._observe(obs)
+            if self.preview.viewers:
+                self.preview.offer(frame.image, obs, Overlay(self.cfg.zones, self.rules.overlay()))
             stats.record("latency", (time.monotonic() - frame.t_capture) * 1000.0)
             self.faces = len(obs.faces)
             primary = obs.primary
@@ -173,6 +174,7 @@ class Daemon:
             "frames": self.stats.frames,
             "skipped": r.source.skipped if r else 0,
             "faces": r.faces if r else 0,
+            "faces_skipped": dict(self.stats.faces_skipped),
             "latency_ms": self.stats.latency(),
             "rss_mb": current,
             "peak_rss_mb": peak,

@@ -1,9 +1,16 @@
 """One processed frame: detect (every Nth frame) → track → classify → smooth → face signals.
 
 Detection frames search around every tracked face (a ~100x100 px search) and run one part of
-a whole-frame scan for new faces, split by face size so that no frame pays for all of it: the
-full scan is spread over ``full_scan_every_n`` frames. With nothing tracked, every detection
-frame scans the whole frame. See bench/RESULTS.md for the profile behind this.
+a whole-frame scan for new faces, split so that no frame pays for all of it: the full scan is
+spread over several detection rounds (the detector says how many). With nothing tracked, every
+detection frame scans the whole frame. With ``search_near_tracks`` off (many small faces) the
+rounds only run the spread scan, and tell the tracker which faces each round could have seen.
+See bench/RESULTS.md for the profiles behind this.
+
+Classification is bounded per frame whatever the number of faces: each face at most
+``classifier.max_rate_hz`` times a second and at most ``classify_per_frame`` faces a frame,
+those waited longest first; faces too small or too blurred to read are tracked and published
+without an emotion, and counted.
 
 The pipeline takes its own config sections (``detector``, ``tracker``, ``classifier``, the face
 signals' sections, ``pipeline``), never the daemon's whole config and never the runtime.
@@ -12,7 +19,7 @@ signals' sections, ``pipeline``), never the daemon's whole config and never the 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cv2
@@ -21,28 +28,41 @@ import numpy as np
 from ..model.config import ClassifierConfig
 from ..model.tflite import TfliteModel
 from ..stats import PipelineStats
-from ..types import Detection, FaceState, Frame, Observation
+from ..types import Box, Detection, FaceState, Frame, Observation
 from .config import PipelineConfig
 from .detectors import make_detector
 from .detectors.base import BaseDetectorConfig, drop_duplicates
 from .signals import SIGNALS, SignalConfig, build_signals
-from .tracking import Tracker, TrackerConfig
+from .tracking import Track, Tracker, TrackerConfig
+from .zones import ZoneConfig
+
+SHARPNESS_PX = 48  # faces are compared for blur at the classifier's input size (FER-2013: 48x48)
+
+
+def sharpness(grey_face: np.ndarray) -> float:
+    """Variance of the Laplacian of a grey face resized to SHARPNESS_PX: low = blurred."""
+    face = cv2.resize(grey_face, (SHARPNESS_PX, SHARPNESS_PX), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(face, cv2.CV_32F).var())
 
 
 class Pipeline:
     def __init__(self, *, detector: BaseDetectorConfig, tracker: TrackerConfig, classifier: ClassifierConfig,
-                 signals: Mapping[str, SignalConfig], options: PipelineConfig, stats: PipelineStats | None = None) -> None:
+                 signals: Mapping[str, SignalConfig], options: PipelineConfig, stats: PipelineStats | None = None,
+                 zones: Mapping[str, ZoneConfig] | None = None) -> None:
         if options.opencv_threads:
             cv2.setNumThreads(options.opencv_threads)
         self.detector = make_detector(detector)
         self.every_n = max(1, detector.every_n)
-        self.scan_parts = max(1, detector.full_scan_every_n // self.every_n)
+        self.scan_parts = max(1, self.detector.scan_parts(self.every_n))
+        self.search_near = detector.search_near_tracks
         self._part = 0
-        self.tracker = Tracker(tracker)
+        self.tracker = Tracker(tracker, zones)
         self.model = TfliteModel.from_config(classifier)
         self.labels: tuple[str, ...] = tuple(self.model.labels)
         self.signals = build_signals(signals, threads=classifier.threads)
+        self.options = options
         self.max_faces = options.max_faces
+        self.min_interval = 1.0 / classifier.max_rate_hz if classifier.max_rate_hz else 0.0
         self.stats = stats or PipelineStats()
         self.stage: tuple[str, float] | None = None
         self._n = 0
@@ -52,7 +72,7 @@ class Pipeline:
         """The pipeline of a daemon config: takes the sections it needs, by name."""
         return cls(detector=cfg.detector, tracker=cfg.tracker, classifier=cfg.classifier,
                    signals={s.config_key: getattr(cfg, s.config_key) for s in SIGNALS},
-                   options=cfg.pipeline, stats=stats)
+                   options=cfg.pipeline, stats=stats, zones=cfg.zones)
 
     @property
     def model_info(self) -> dict[str, str]:
@@ -71,47 +91,107 @@ class Pipeline:
         self.stage = None
         return t
 
-    def _detect(self, image: np.ndarray) -> list[Detection]:
+    def _detect(self, image: np.ndarray) -> tuple[list[Detection], Callable[[Box], bool] | None]:
+        """This round's detections, and which tracked faces the round could have seen (None: all)."""
         tracked = [tr.box for tr in self.tracker.tracks]
+        part, parts = self._part, self.scan_parts
+        if not self.search_near:
+            if self._n == 0:  # the first frame: one whole scan, so faces in view at start are not late
+                return self.detector.detect(image), None
+            # The spread scan, plus a search around each new (tentative) face, so that it is
+            # confirmed on the next round instead of a whole scan later.
+            self._part = (part + 1) % parts
+            hw = image.shape[:2]
+            new = [tr.box for tr in self.tracker.tracks if not tr.confirmed]
+            found = self.detector.detect_part(image, part, parts)
+            if new:
+                found = drop_duplicates(sorted(found + self.detector.detect_near(image, new), key=lambda d: -d.score))
+            searched = set(new)
+            return found, lambda box: box in searched or self.detector.covers(part, parts, box, hw)
         if not tracked:
             self._part = 0
-            return self.detector.detect(image)
+            return self.detector.detect(image), None
         found = self.detector.detect_near(image, tracked)
-        found += self.detector.detect_part(image, self._part, self.scan_parts)
-        self._part = (self._part + 1) % self.scan_parts
-        return drop_duplicates(found)
+        found += self.detector.detect_part(image, part, parts)
+        self._part = (part + 1) % parts
+        return drop_duplicates(found), None
+
+    def _readable(self, grey: np.ndarray | None, image: np.ndarray, tr: Track) -> bool:
+        """Big and sharp enough to classify; counts the reason when not."""
+        x, y, w, h = tr.box
+        if w < self.options.min_face_px or w < 2 or h < 2:
+            self.stats.faces_skipped["small"] += 1
+            return False
+        if self.options.min_sharpness > 0:
+            face = (grey if grey is not None else image)[y : y + h, x : x + w]
+            if face.ndim == 3:
+                face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+            if face.size == 0 or sharpness(face) < self.options.min_sharpness:
+                self.stats.faces_skipped["blurry"] += 1
+                return False
+        return True
+
+    def _to_classify(self, image: np.ndarray, tracks: list[Track], t: float) -> list[Track]:
+        """The faces classified on this frame: due (max_rate_hz), freshly detected or never
+        classified, readable, those waited longest first, at most classify_per_frame."""
+        due = [tr for tr in tracks
+               if tr.t_classified is None or (t - tr.t_classified >= self.min_interval and (tr.fresh or not self.min_interval))]
+        due.sort(key=lambda tr: -1.0 if tr.t_classified is None else tr.t_classified)
+        limit = self.options.classify_per_frame or len(due)
+        chosen: list[Track] = []
+        grey = None
+        for tr in due:
+            if len(chosen) >= limit:
+                break
+            if tr.extra.get("unreadable_at") == tr.hits:
+                continue  # judged on this very detection already: no new pixels to look at
+            if not self._readable(grey, image, tr):
+                tr.extra["unreadable_at"] = tr.hits
+                continue
+            chosen.append(tr)
+        return chosen
 
     def process(self, frame: Frame) -> Observation:
         t_start = time.perf_counter()
-        detections = None
+        detections, covered = None, None
         if self._n % self.every_n == 0:
             t0 = self._enter("detect")
-            detections = self._detect(frame.image)
+            detections, covered = self._detect(frame.image)
             self._leave("detect", t0)
+            skipped = getattr(self.detector, "dropped", 0)
+            if skipped:
+                self.stats.faces_skipped["not_a_face"] += skipped
+                self.detector.dropped = 0
         self._n += 1
 
         t0 = time.perf_counter()
-        tracks = self.tracker.update(detections, frame.t_capture, frame.image.shape[:2])
+        frame_hw = frame.image.shape[:2]
+        tracks = self.tracker.update(detections, frame.t_capture, frame_hw, covered)
         if len(tracks) > self.max_faces:
             tracks = sorted(tracks, key=lambda tr: tr.box[2] * tr.box[3], reverse=True)[: self.max_faces]
         self.stats.record("track", (time.perf_counter() - t0) * 1000.0)
 
         faces: list[FaceState] = []
         if tracks:
-            t0 = self._enter("classify")
-            probs = self.model.classify(frame.image, [tr.box for tr in tracks])
-            self._leave("classify", t0)
+            chosen = self._to_classify(frame.image, tracks, frame.t_capture)
+            if chosen:
+                t0 = self._enter("classify")
+                probs = self.model.classify(frame.image, [tr.box for tr in chosen])
+                self._leave("classify", t0)
+                for tr, p in zip(chosen, probs):
+                    self.tracker.smooth(tr, p)
+                    tr.t_classified = frame.t_capture
             primary = self.tracker.primary
-            for tr, p in zip(tracks, probs):
-                smoothed = self.tracker.smooth(tr, p)
-                k = int(np.argmax(smoothed))
+            for tr in tracks:
+                smoothed = tr.probs
+                k = int(np.argmax(smoothed)) if smoothed is not None else -1
                 faces.append(
                     FaceState(
                         track_id=tr.id,
                         box=tr.box,
                         probs=smoothed,
-                        label=self.labels[k],
-                        confidence=float(smoothed[k]),
+                        label=self.labels[k] if k >= 0 else None,
+                        confidence=float(smoothed[k]) if k >= 0 else 0.0,
                         primary=tr is primary,
                         landmarks=tr.landmarks,
                     )
@@ -125,4 +205,4 @@ class Pipeline:
         self.stats.frames += 1
         self.stats.faces += len(faces)
         self.stats.record("total", (time.perf_counter() - t_start) * 1000.0)
-        return Observation(t=frame.t_capture, t_wall=frame.t_wall, faces=faces, labels=self.labels)
+        return Observation(t=frame.t_capture, t_wall=frame.t_wall, faces=faces, labels=self.labels, frame_hw=frame_hw)

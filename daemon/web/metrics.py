@@ -70,6 +70,11 @@ class DaemonCollector:
                                   "(it always takes the newest); restarts at a reload", value=snap["skipped"])
         yield GaugeMetricFamily("emotiond_faces", "faces in the latest processed frame", value=snap["faces"])
         yield CounterMetricFamily("emotiond_face_observations", "faces summed over processed frames", value=stats.faces)
+        skipped = CounterMetricFamily("emotiond_faces_skipped", "faces not classified (small, blurry) and detections "
+                                      "dropped as not faces (not_a_face)", labels=["reason"])
+        for reason, n in stats.faces_skipped.items():
+            skipped.add_metric([reason], n)
+        yield skipped
         stages = GaugeHistogramMetricFamily("emotiond_stage_latency_seconds", STAGE_HELP, labels=["stage"])
         for name, ring in list(stats.stages.items()):
             if ring.n:

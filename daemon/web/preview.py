@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..types import Observation
-from ..vision.annotate import draw
+from ..vision.annotate import Overlay, draw
 
 
 class PreviewSlot:
@@ -29,15 +29,15 @@ class PreviewSlot:
     def __init__(self) -> None:
         self.viewers = 0
         self._cond = threading.Condition()
-        self._latest: tuple[np.ndarray, Observation] | None = None
+        self._latest: tuple[np.ndarray, Observation, Overlay | None] | None = None
         self._seq = 0
         self._encode = threading.Lock()
         self._jpeg_seq, self._jpeg_t, self._jpeg = 0, 0.0, b""
 
-    def offer(self, image: np.ndarray, obs: Observation) -> None:
+    def offer(self, image: np.ndarray, obs: Observation, overlay: Overlay | None = None) -> None:
         """Pipeline thread: keep a reference (no copy, no drawing here)."""
         with self._cond:
-            self._latest = (image, obs)
+            self._latest = (image, obs, overlay)
             self._seq += 1
             self._cond.notify_all()
 
@@ -63,8 +63,8 @@ class PreviewSlot:
                 if not self._cond.wait_for(lambda: self._latest is not None and self._seq > max(after, self._jpeg_seq), timeout):
                     # No newer frame (source stalled): an older encode this viewer has not seen will do.
                     return (self._jpeg_seq, self._jpeg) if self._jpeg_seq > after else None
-                seq, (image, obs) = self._seq, self._latest
-            ok, buf = cv2.imencode(".jpg", draw(image, obs), [cv2.IMWRITE_JPEG_QUALITY, quality])
+                seq, (image, obs, overlay) = self._seq, self._latest
+            ok, buf = cv2.imencode(".jpg", draw(image, obs, overlay=overlay), [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
                 return None
             self._jpeg_seq, self._jpeg_t, self._jpeg = seq, time.monotonic(), buf.tobytes()

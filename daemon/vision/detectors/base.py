@@ -29,6 +29,9 @@ class BaseDetectorConfig(Section):
         title="while faces are tracked, one whole-frame scan for new faces is spread over this many frames' "
               "detection rounds, and each round also searches around the tracked faces (<= every_n: whole scans)",
     )
+    search_near_tracks: bool = Field(
+        True, title="each detection round also searches around every tracked face (one face: cheap and sure; "
+                    "false for many small faces, where the spread whole-frame scan finds them all)")
 
 
 class Detector(Protocol):
@@ -37,6 +40,15 @@ class Detector(Protocol):
     def detect_near(self, frame_bgr: np.ndarray, boxes: list[Box]) -> list[Detection]: ...
 
     def detect_part(self, frame_bgr: np.ndarray, part: int, parts: int) -> list[Detection]: ...
+
+    def scan_parts(self, every_n: int) -> int:
+        """Into how many detection rounds one whole-frame scan is split."""
+        ...
+
+    def covers(self, part: int, parts: int, box: Box, frame_hw: tuple[int, int]) -> bool:
+        """Could part ``part`` of the scan have found a face at ``box``? A track it did not match
+        counts a miss only then."""
+        ...
 
 
 # Searching near a tracked face: the region is the box grown by NEAR_MARGIN of its side on each

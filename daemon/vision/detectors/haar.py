@@ -100,6 +100,14 @@ class HaarDetector:
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         return self._scan(frame_bgr, None)
 
+    def scan_parts(self, every_n: int) -> int:
+        return max(1, self.cfg.full_scan_every_n // max(1, every_n))
+
+    def covers(self, part: int, parts: int, box, frame_hw: tuple[int, int]) -> bool:
+        """Parts split the scan by face size; which sizes a part tries depends on the pyramid, so
+        every part is taken to cover every face (a track's misses then count per round)."""
+        return True
+
     def detect_part(self, frame_bgr: np.ndarray, part: int, parts: int) -> list[Detection]:
         """Part ``part`` of ``parts`` of a whole-frame scan, split by face size into roughly equal
         work (the pixels each pyramid level scans), so a scan can be spread over several frames.
