@@ -52,7 +52,7 @@ def draw(image: np.ndarray, obs: Observation, inplace: bool = False, overlay: Ov
     if overlay is not None:
         for name, zone in overlay.zones.items():
             pts = np.array([(x * (w - 1), y * (h - 1)) for x, y in zone.polygon], np.int32)
-            cv2.polylines(out, [pts], True, ZONE_BGR, thick, cv2.LINE_AA)
+            cv2.polylines(out, [pts], True, ZONE_BGR, thick, cv2.LINE_8)
             _label(out, [name], int(pts[:, 0].min()), int(pts[:, 1].min()) + 1, ZONE_BGR, scale, thick)
         if overlay.lines:
             _label(out, list(overlay.lines), 0, 0, PANEL_BGR, scale, thick)

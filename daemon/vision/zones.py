@@ -54,8 +54,6 @@ class ZoneConfig(Section):
     @field_validator("polygon")
     @classmethod
     def _simple_polygon(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if abs(polygon_area(pts)) < 1e-6:
-            raise ValueError("the polygon has no area (all corners on one line?)")
         n = len(pts)
         for i in range(n):
             for j in range(i + 1, n):
@@ -64,6 +62,8 @@ class ZoneConfig(Section):
                 if _segments_cross(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n]):
                     raise ValueError(f"edges {i}-{(i + 1) % n} and {j}-{(j + 1) % n} cross: the polygon intersects "
                                      "itself; list the corners in drawing order")
+        if abs(polygon_area(pts)) < 1e-6:
+            raise ValueError("the polygon has no area (all corners on one line?)")
         return pts
 
     def contains(self, x: float, y: float) -> bool:
