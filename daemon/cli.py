@@ -85,7 +85,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import main as analyze_main
 
-    return analyze_main(args.input, args.config, args.out, args.timeline)
+    return analyze_main(args.input, args.config, args.out, args.results)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("analyze", help="run the pipeline over an image, image folder or video and write it annotated")
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--config", "-c", default=None, help="default: ./config.yaml if present, else built-in defaults")
-    p.add_argument("--out", "-o", help="annotated output (a folder for a folder); default ./<name>.annotated.<ext>")
-    p.add_argument("--timeline", help="video: per-frame faces and probabilities to FILE.csv or FILE.json")
+    p.add_argument("--out", "-o", help="annotated output (a folder for a folder); default ./<name>.annotated.<ext>, "
+                   "none with --results")
+    p.add_argument("--results", "-r", help="one row per face (file, frame, time, track, box, label, probabilities, "
+                   "signals) to FILE.csv or FILE.json; see README")
+    # The name before --results covered video only; kept so that scripts using it still work.
+    p.add_argument("--timeline", dest="results", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("models", help="list the installed models: file, size, task, labels, measured accuracy")
     p.add_argument("--dir", help="list this folder instead of the installed models")
