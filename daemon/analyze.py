@@ -11,8 +11,12 @@ device does. Differences, on purpose:
   read here with ``cv2.VideoCapture`` directly and the output has the same count and rate.
 * Stills: each image is its own scene, so detection runs on every image (``every_n`` 1), the
   probabilities are not blended with the previous image (``smoothing`` 1) and a face does not
-  outlive its image (``max_missed`` 0). Track ids still count across a folder, which keeps
-  them meaningful for a folder of consecutive frames.
+  outlive its image (``max_missed`` 0). Each image also starts with no tracks
+  (:func:`forget_tracks`): with a face tracked from the previous image the pipeline would search
+  near that face and scan only a part of the frame for others (its video economy), so what
+  is found in one photo would depend on the photo before it. Track ids therefore number the
+  faces of each image from 1; ``emotiond analyze`` on a video (or ``daemon.api`` with
+  ``video=True``) tracks faces across frames.
 
 Exit codes (sysexits.h): 0 done; 64 bad usage; 66 (EX_NOINPUT) input missing or unreadable;
 73 (EX_CANTCREAT) output cannot be written; 78 invalid config.
@@ -37,6 +41,7 @@ from .results import ResultsError, ResultsWriter
 from .types import Frame
 from .vision.annotate import draw
 from .vision.pipeline import Pipeline
+from .vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
 VIDEO_FOURCC = "mp4v"
@@ -85,6 +90,11 @@ def stills_config(cfg: Config) -> Config:
             "tracker": cfg.tracker.model_copy(update={"smoothing": 1.0, "max_missed": 0}),
         }
     )
+
+
+def forget_tracks(pipeline: Pipeline) -> None:
+    """Start the next image with no tracks, as if it were the first (see the module docstring)."""
+    pipeline.tracker = Tracker(pipeline.tracker.cfg)
 
 
 class Progress:
@@ -216,6 +226,7 @@ def analyze_images(pipeline: Pipeline, paths: list[Path], outputs: list[Path] | 
                 summary.skipped += 1
                 continue
             now = time.monotonic()
+            forget_tracks(pipeline)
             obs = pipeline.process(Frame(image, index, now, time.time()))
             if table:
                 table.add(str(path), index, None, obs)

@@ -11,8 +11,8 @@
 ``Analyzer(config)`` takes what ``emotiond`` takes: a config file's path, or the same
 settings as a dict (``{"detector": {"type": "yunet"}}``); unset keys keep their defaults and
 model paths find the packaged models. It builds the models once; call ``analyze`` for every
-image. Images are independent by default (detection on each, no smoothing, a face does not
-outlive its image), exactly as ``emotiond analyze`` treats photos; ``video=True`` keeps tracks
+image. Images are independent by default (detection on each, no smoothing, no tracks carried
+from the previous image), exactly as ``emotiond analyze`` treats photos; ``video=True`` keeps tracks
 and smoothing from one call to the next, for consecutive frames of one video.
 
 Errors: ``daemon.config.ConfigError`` (invalid settings, every problem with its key path),
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import stills_config
+from .analyze import forget_tracks, stills_config
 from .config import load_config, parse_config
 from .publish.payloads import probs_json
 from .types import Frame
@@ -62,6 +62,7 @@ class Analyzer:
             cfg = load_config(config)
         else:
             cfg = parse_config(dict(config or {}), "<daemon.api settings>", Path.cwd())
+        self.video = video
         self.config = cfg if video else stills_config(cfg)
         self._pipeline = Pipeline.from_config(self.config)
         self.labels: tuple[str, ...] = self._pipeline.labels
@@ -71,6 +72,8 @@ class Analyzer:
         """The faces in one image: a NumPy array, H x W x 3 uint8 in OpenCV's BGR order (or
         RGB with ``rgb=True``, as PIL and imageio give it), or H x W grey."""
         bgr = _as_bgr(image, rgb)
+        if not self.video:
+            forget_tracks(self._pipeline)
         now = time.monotonic()
         obs = self._pipeline.process(Frame(bgr, self._index, now, time.time()))
         self._index += 1

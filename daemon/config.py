@@ -21,8 +21,7 @@ from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
 from .exitcodes import EX_CONFIG  # noqa: F401 - re-exported for callers that load configs
 from .model.config import ClassifierConfig
-from .model.paths import MODELS_PREFIX, installed_models_dir
-from .model.paths import resolve as resolve_model_path
+from .model import paths as model_paths
 from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
 from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
@@ -144,7 +143,7 @@ def _resolve_paths(model: BaseModel, base: Path) -> BaseModel:
 
 def _resolve_value(value: Any, base: Path) -> Any:
     if isinstance(value, Path):
-        return resolve_model_path(value, base)
+        return model_paths.resolve(value, base)
     if isinstance(value, BaseModel):
         return _resolve_paths(value, base)
     if isinstance(value, list):
@@ -173,8 +172,8 @@ def _missing_files(cfg: Config) -> list[str]:
 def _installed_hint(path: Path) -> str:
     """Where else a missing model was looked for (a relative model path falls back to the
     installed models, see ``daemon.model.paths``)."""
-    folder = installed_models_dir()
-    if path.parent.name != MODELS_PREFIX or folder is None or path.parent == folder:
+    folder = model_paths.installed_models_dir()
+    if path.parent.name != model_paths.MODELS_PREFIX or folder is None or path.parent == folder:
         return ""
     return f" (nor {folder / path.name} among the installed models)"
 
