@@ -105,7 +105,12 @@ for _ in $(seq 100); do
 done
 [ -n "$PID1" ] || { cat "$WORK/console.log" >&2; skip "systemd-nspawn could not boot the container here"; }
 C() { nsenter -t "$PID1" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
-state=$(C timeout 90 systemctl is-system-running --wait 2>&1)
+# PID 1 is up before its control socket: until then systemctl cannot answer at all.
+for _ in $(seq 300); do
+  state=$(C systemctl is-system-running 2>/dev/null)
+  case "$state" in running|degraded) break ;; esac
+  sleep 0.2
+done
 log "container booted (PID 1 = $PID1 on the host): $state"
 
 # --- checks --------------------------------------------------------------------------------------------
