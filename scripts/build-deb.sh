@@ -65,9 +65,16 @@ VENV=$ROOT$PREFIX/venv
 say "venv with $PYTHON ($PYVER, $ARCH)"
 "$PYTHON" -m venv "$VENV"
 if [ -z "$WHEEL" ]; then
-  # A wheel from the checkout: it carries the default models (setup.py) and only committed
-  # sources are what a clean clone would give (build/ is a scratch folder of setuptools).
-  "$VENV/bin/python" -m pip wheel -q --no-deps -w "$STAGE/wheel" "$REPO" >&2
+  # A wheel from a copy of the checkout's files (tracked, and untracked ones git does not
+  # ignore): a stale build/ or .venv never gets in. It carries the default models (setup.py).
+  mkdir -p "$STAGE/src"
+  if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$REPO" ls-files -z -co --exclude-standard |
+      tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$STAGE/src" -xf -
+  else
+    tar -C "$REPO" --exclude=./build --exclude=./.venv --exclude=./dist -cf - . | tar -C "$STAGE/src" -xf -
+  fi
+  "$VENV/bin/python" -m pip wheel -q --no-deps -w "$STAGE/wheel" "$STAGE/src" >&2
   WHEEL=$(ls "$STAGE"/wheel/emotiond-*.whl)
 fi
 # No .pyc yet: they would name the staging path; compiled below for the installed one.

@@ -197,7 +197,7 @@ wait_for 20 journal_has emotiond.service "$WORK/reload" "reload rejected, keepin
 rejected=$?
 sleep 1
 ok=1; [ $rejected = 0 ] && [ "$(prop emotiond.service ActiveState)" = active ] && [ "$(prop emotiond.service MainPID)" = "$pid" ] && ok=0
-check "reload keeps it on an invalid config" $ok "journal: $(C journalctl -q -u emotiond --no-pager -o cat --after-cursor="$(cat "$WORK/reload")" | grep -o 'reload rejected.*bogus_key[^(]*' | head -1)"
+check "reload keeps it on an invalid config" $ok "same PID $pid, active; journal: reload rejected ($(C journalctl -q -u emotiond --no-pager -o cat --after-cursor="$(cat "$WORK/reload")" | grep -m1 -o 'bogus_key: unknown key'))"
 write_config $CONF e2e
 
 # 6. the outbox keeps events across a restart with the broker down, then delivers them
@@ -277,14 +277,24 @@ ok=1
   [ "$s1" = online ] && [ "$s0" = online ] && C test -d /var/lib/private/emotiond-cam1 && ok=0
 check "emotiond@cam1 runs a second instance" $ok "beside emotiond.service ($(prop emotiond.service ActiveState)): cam1 $(prop emotiond@cam1.service ActiveState), status $s1, outbox in /var/lib/emotiond-cam1"
 
-# 10. a changed conffile survives reinstalling the package
+# 10. a changed conffile survives an upgrade whose default config changed too: dpkg keeps the
+# user's file (--force-confold, as unattended upgrades run) and puts the new one beside it.
+# The upgrade is this .deb repacked as version +1 with one more comment line in config.yaml.
 sum0=$(C sha256sum $CONF)
-out=$(C env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall \
-  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$DEB_IN" 2>&1)
+NEXT=$WORK/next
+dpkg-deb -R "$DEB" "$NEXT"
+sed -i 's/^Version: \(.*\)$/Version: \1+e2e1/' "$NEXT/DEBIAN/control"
+echo "# a new default in the next version" >>"$NEXT/etc/emotiond/config.yaml"
+dpkg-deb --root-owner-group -Znone -b "$NEXT" "$MERGED/srv/e2e/next.deb" >/dev/null && rm -rf "$NEXT"
+out=$(C env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /srv/e2e/next.deb 2>&1)
 rc=$?
-ok=1; [ $rc = 0 ] && [ "$(C sha256sum $CONF)" = "$sum0" ] && ! C test -e $CONF.dpkg-new && ok=0
+C rm -f /srv/e2e/next.deb
 wait_for 60 C systemctl is-active --quiet emotiond.service
-check "changed conffile kept on reinstall" $ok "rc $rc; /etc/emotiond/config.yaml unchanged (device_id $(C sed -n 's/^device_id: //p' $CONF)); service $(prop emotiond.service ActiveState) after postinst restart"
+ok=1
+[ $rc = 0 ] && [ "$(C sha256sum $CONF)" = "$sum0" ] && C grep -q 'new default' $CONF.dpkg-dist &&
+  [[ $(C dpkg-query -W -f '${Version}' emotiond) == *+e2e1 ]] && ok=0
+check "changed conffile kept on upgrade" $ok "rc $rc; $(C dpkg-query -W -f '${Version}' emotiond) installed, /etc/emotiond/config.yaml unchanged (device_id $(C sed -n 's/^device_id: //p' $CONF)), new default in config.yaml.dpkg-dist; service $(prop emotiond.service ActiveState) after postinst restart"
 
 # 11. apt remove: units, processes, /opt/emotiond gone; the conffile stays (Debian policy)
 C env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q emotiond >"$WORK/remove.log" 2>&1
