@@ -32,6 +32,8 @@ def test_a_checkout_resolves_its_own_models():
     assert paths.packaged_model(Path("eye_state.tflite")) == REPO / "models/eye_state.tflite"
     assert paths.packaged_model(Path("models/nope.tflite")) is None
     assert paths.packaged_model(Path("other/emotion.tflite")) is None  # only models/<name>
+    assert paths.packaged_model(Path("models/emotion.json")) is None  # only model files, never e.g. an output
+    assert paths.resolve(Path("emotion.json"), REPO / "nowhere") == REPO / "nowhere/emotion.json"
 
 
 @needs_models

@@ -21,6 +21,9 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # .../daemon
 MODELS_PREFIX = "models"
+# Only model files are redirected: a config's other relative paths (a JSON lines output that
+# does not exist yet, an outbox folder) must never land on a packaged file of the same name.
+MODEL_SUFFIXES = (".tflite", ".onnx")
 
 
 def installed_models_dir() -> Path | None:
@@ -39,7 +42,7 @@ def packaged_model(relative: Path) -> Path | None:
     """The installed model that a relative config path such as ``models/emotion.tflite`` (or a
     bare ``emotion.tflite``) stands for, when it exists."""
     parts = relative.parts
-    if relative.is_absolute() or not parts:
+    if relative.is_absolute() or not parts or relative.suffix not in MODEL_SUFFIXES:
         return None
     if parts[0] == MODELS_PREFIX:
         parts = parts[1:]
@@ -55,9 +58,9 @@ def packaged_model(relative: Path) -> Path | None:
 def resolve(value: Path, base: Path) -> Path:
     """A config path made absolute: ``base / value``, or the packaged model when that is absent.
 
-    Used for every path in a config: only a path that does not exist beside the config and
-    whose name is one of the installed models is redirected, so other files (TLS keys, a
-    cascade) keep their one meaning."""
+    Used for every path in a config: only a model path (.tflite, .onnx) that does not exist
+    beside the config and whose name is one of the installed models is redirected, so other
+    files (TLS keys, outputs, a cascade) keep their one meaning."""
     if value.is_absolute():
         return value
     local = Path(os.path.normpath(base / value))
