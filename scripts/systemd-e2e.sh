@@ -152,6 +152,17 @@ check "apt install ./emotiond_*.deb" $((rc != 0)) "rc $rc; $(prop emotiond.servi
 [ $rc = 0 ] || { echo "$out" | tail -20 >&2; echo "systemd-e2e: $FAILED of $N checks failed"; exit 1; }
 CONF=/etc/emotiond/config.yaml
 
+# 1b. the models are inside the package, and the packaged config (models/... relative to
+# /etc/emotiond, where there are none) runs on them
+listing=$(C /opt/emotiond/venv/bin/emotiond models 2>&1)
+where=$(echo "$listing" | sed -n 's/^models in //p')
+listed() { for m in "$@"; do echo "$listing" | grep -q "^$m " || return 1; done; }
+ok=1
+[[ $where == /opt/emotiond/venv/lib/python3*/site-packages/daemon/models ]] &&
+  listed emotion.tflite eye_state.tflite face_landmark.tflite &&
+  C journalctl -q -u emotiond.service --no-pager -o cat | grep -q 'model emotion.tflite (int8)' && ok=0
+check "emotiond models: packaged" $ok "$where: $(echo "$listing" | awk 'NR > 2 { printf "%s%s", sep, $1; sep = ", " }')"
+
 # 2. active only after READY=1
 write_config $CONF e2e
 C systemctl stop emotiond.service
