@@ -1,5 +1,7 @@
 """``emotiond analyze INPUT``: run the daemon's pipeline over an image, a folder of images or a
-video, and write what it saw: the annotated image(s) or video and, for video, a timeline.
+video, and write what it saw: the annotated image(s) or video and/or a results table (one row
+per face, ``daemon/results.py``). With ``--results`` and no ``--out``, only the table is
+written (a folder of 10,000 photos should not leave 10,000 annotated copies behind).
 
 Same ``Pipeline`` and config as ``emotiond run``, so what an engineer checks here is what the
 device does. Differences, on purpose:
@@ -9,8 +11,12 @@ device does. Differences, on purpose:
   read here with ``cv2.VideoCapture`` directly and the output has the same count and rate.
 * Stills: each image is its own scene, so detection runs on every image (``every_n`` 1), the
   probabilities are not blended with the previous image (``smoothing`` 1) and a face does not
-  outlive its image (``max_missed`` 0). Track ids still count across a folder, which keeps
-  them meaningful for a folder of consecutive frames.
+  outlive its image (``max_missed`` 0). Each image also starts with no tracks
+  (:func:`forget_tracks`): with a face tracked from the previous image the pipeline would search
+  near that face and scan only a part of the frame for others (its video economy), so what
+  is found in one photo would depend on the photo before it. Track ids therefore number the
+  faces of each image from 1; ``emotiond analyze`` on a video (or ``daemon.api`` with
+  ``video=True``) tracks faces across frames.
 
 Exit codes (sysexits.h): 0 done; 64 bad usage; 66 (EX_NOINPUT) input missing or unreadable;
 73 (EX_CANTCREAT) output cannot be written; 78 invalid config.
@@ -18,8 +24,6 @@ Exit codes (sysexits.h): 0 done; 64 bad usage; 66 (EX_NOINPUT) input missing or 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import sys
 import time
@@ -33,11 +37,11 @@ import numpy as np
 from .capture.folder import IMAGE_SUFFIXES, list_images
 from .config import Config
 from .exitcodes import EX_CANTCREAT, EX_CONFIG, EX_NOINPUT, EX_OK, EX_USAGE
-from .publish.payloads import probs_json
-from .types import Frame, Observation
+from .results import ResultsError, ResultsWriter
+from .types import Frame
 from .vision.annotate import draw
 from .vision.pipeline import Pipeline
-from .vision.signals import signal_cells, signal_columns, signals_json
+from .vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
 VIDEO_FOURCC = "mp4v"
@@ -53,16 +57,20 @@ class AnalyzeError(Exception):
 
 @dataclass
 class Summary:
-    output: Path
-    items: int  # frames or images written
+    output: Path | None  # the annotated output (None: not asked for)
+    items: int  # frames or images processed
     with_faces: int  # of which had at least one face
     skipped: int = 0  # unreadable images in a folder (logged, counted)
     seconds: float = 0.0
+    results: Path | None = None
+    rows: int = 0  # rows in the results table
 
     def line(self) -> str:
         rate = f", {self.items / self.seconds:.1f}/s" if self.seconds > 0 else ""
         skipped = f", skipped {self.skipped} unreadable" if self.skipped else ""
-        return f"wrote {self.output}: {self.items} annotated, faces in {self.with_faces}{skipped}{rate}"
+        head = f"wrote {self.output}: {self.items} annotated" if self.output else f"analyzed {self.items}"
+        tail = f"; results {self.results} ({self.rows} rows)" if self.results else ""
+        return f"{head}, faces in {self.with_faces}{skipped}{rate}{tail}"
 
 
 def input_kind(path: Path) -> str:
@@ -87,6 +95,11 @@ def stills_config(cfg: Config) -> Config:
                                                       "hold_missed": None}),
         }
     )
+
+
+def forget_tracks(pipeline: Pipeline) -> None:
+    """Start the next image with no tracks, as if it were the first (see the module docstring)."""
+    pipeline.tracker = Tracker(pipeline.tracker.cfg, pipeline.tracker.zones)
 
 
 class Progress:
@@ -122,58 +135,6 @@ class Progress:
             self.stream.flush()
 
 
-class Timeline:
-    """Per-frame rows (one per face; one with empty face columns for a frame without faces).
-
-    CSV is streamed row by row; JSON is one document ``{"input", "fps", "labels", "frames":
-    [{"frame", "time_s", "faces": [...]}]}`` written at the end.
-    """
-
-    def __init__(self, path: Path, labels: tuple[str, ...], source: Path, fps: float) -> None:
-        if path.suffix.lower() not in (".csv", ".json"):
-            raise AnalyzeError(f"--timeline {path}: the name must end in .csv or .json", EX_USAGE)
-        self.path, self.labels = path, labels
-        self.json = path.suffix.lower() == ".json"
-        self._doc = {"input": str(source), "fps": fps, "labels": list(labels), "frames": []}
-        self._fh = _open_output(path)
-        if not self.json:
-            self._csv = csv.writer(self._fh)
-            head = ["frame", "time_s", "track", "primary", "x", "y", "w", "h", "label", "confidence"]
-            self._columns = head + [f"p_{name}" for name in labels] + signal_columns()
-            self._csv.writerow(self._columns)
-
-    def add(self, index: int, t: float, obs: Observation) -> None:
-        if self.json:
-            faces = [
-                {"track": f.track_id, "primary": f.primary, "box": list(map(int, f.box)), "label": f.label,
-                 "confidence": round(f.confidence, 4), "probs": probs_json(f.probs, self.labels),
-                 **signals_json(f.signals)}
-                for f in obs.faces
-            ]
-            self._doc["frames"].append({"frame": index, "time_s": round(t, 4), "faces": faces})
-            return
-        if not obs.faces:
-            self._csv.writerow([index, f"{t:.4f}"] + [""] * (len(self._columns) - 2))
-        for f in obs.faces:
-            cells = ["" if v is None else f"{v:.4f}" for v in signal_cells(f.signals)]
-            self._csv.writerow([index, f"{t:.4f}", f.track_id, int(f.primary), *map(int, f.box), f.label,
-                                f"{f.confidence:.4f}",
-                                *((f"{p:.4f}" for p in f.probs) if f.probs is not None else [""] * len(self.labels)), *cells])
-
-    def close(self) -> None:
-        if self.json:
-            json.dump(self._doc, self._fh)
-        self._fh.close()
-
-
-def _open_output(path: Path) -> IO[str]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="", encoding="utf-8")
-    except OSError as exc:
-        raise AnalyzeError(f"cannot write {path}: {exc.strerror}", EX_CANTCREAT) from None
-
-
 def _write_image(path: Path, image: np.ndarray) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +145,16 @@ def _write_image(path: Path, image: np.ndarray) -> None:
         raise AnalyzeError(f"cannot write {path} (OpenCV refused the file name or folder)", EX_CANTCREAT)
 
 
-def analyze_video(pipeline: Pipeline, src: Path, out: Path, timeline: Path | None = None) -> Summary:
+def _results(path: Path | None, labels: tuple[str, ...]) -> ResultsWriter | None:
+    if path is None:
+        return None
+    try:
+        return ResultsWriter(path, labels)
+    except ResultsError as exc:
+        raise AnalyzeError(str(exc), EX_USAGE if exc.usage else EX_CANTCREAT) from None
+
+
+def analyze_video(pipeline: Pipeline, src: Path, out: Path | None, results: Path | None = None) -> Summary:
     cap = cv2.VideoCapture(str(src))
     ok, image = cap.read() if cap.isOpened() else (False, None)
     if not ok:
@@ -193,31 +163,42 @@ def analyze_video(pipeline: Pipeline, src: Path, out: Path, timeline: Path | Non
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     h, w = image.shape[:2]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, (w, h))
-    if not writer.isOpened():
+    writer = None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, (w, h))
+        if not writer.isOpened():
+            cap.release()
+            raise AnalyzeError(f"cannot write video {out} (OpenCV has no {VIDEO_FOURCC} writer for this name)", EX_CANTCREAT)
+    try:
+        table = _results(results, pipeline.labels)
+    except AnalyzeError:
         cap.release()
-        raise AnalyzeError(f"cannot write video {out} (OpenCV has no {VIDEO_FOURCC} writer for this name)", EX_CANTCREAT)
-    tl = Timeline(timeline, pipeline.labels, src, fps) if timeline else None
+        if writer is not None:
+            writer.release()
+        raise
     progress = Progress(total, "frames")
-    summary = Summary(out, 0, 0)
+    summary = Summary(out, 0, 0, results=results)
     t_wall0, started = time.time(), time.monotonic()
     try:
         for index, image in enumerate(_frames(cap, image)):
             t = index / fps
             obs = pipeline.process(Frame(image, index, t, t_wall0 + t))
-            writer.write(draw(image, obs, inplace=True))
-            if tl:
-                tl.add(index, t, obs)
+            if writer is not None:
+                writer.write(draw(image, obs, inplace=True))
+            if table:
+                table.add(str(src), index, t, obs)
             summary.items += 1
             summary.with_faces += bool(obs.faces)
             progress.update(summary.items)
     finally:
         progress.close()
         cap.release()
-        writer.release()
-        if tl:
-            tl.close()
+        if writer is not None:
+            writer.release()
+        if table:
+            table.close()
+            summary.rows = table.rows
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -231,13 +212,17 @@ def _frames(cap: cv2.VideoCapture, first: np.ndarray) -> Iterator[np.ndarray]:
         yield image
 
 
-def analyze_images(pipeline: Pipeline, paths: list[Path], outputs: list[Path]) -> Summary:
-    """One annotated image per readable input; unreadable ones are logged and counted."""
-    summary = Summary(outputs[0].parent if len(outputs) > 1 else outputs[0], 0, 0)
+def analyze_images(pipeline: Pipeline, paths: list[Path], outputs: list[Path] | None,
+                   results: Path | None = None) -> Summary:
+    """One annotated image per readable input (``outputs``, when given) and/or one results row
+    per face; unreadable ones are logged and counted."""
+    table = _results(results, pipeline.labels)
+    annotated = None if outputs is None else outputs[0].parent if len(outputs) > 1 else outputs[0]
+    summary = Summary(annotated, 0, 0, results=results)
     progress = Progress(len(paths), "images")
     started = time.monotonic()
     try:
-        for index, (path, out) in enumerate(zip(paths, outputs)):
+        for index, path in enumerate(paths):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 if len(paths) == 1:
@@ -246,37 +231,47 @@ def analyze_images(pipeline: Pipeline, paths: list[Path], outputs: list[Path]) -
                 summary.skipped += 1
                 continue
             now = time.monotonic()
+            forget_tracks(pipeline)
             obs = pipeline.process(Frame(image, index, now, time.time()))
-            _write_image(out, draw(image, obs, inplace=True))
+            if table:
+                table.add(str(path), index, None, obs)
+            if outputs is not None:
+                _write_image(outputs[index], draw(image, obs, inplace=True))
             summary.items += 1
             summary.with_faces += bool(obs.faces)
             progress.update(index + 1)
     finally:
         progress.close()
+        if table:
+            table.close()
+            summary.rows = table.rows
     summary.seconds = time.monotonic() - started
     if summary.items == 0:
         raise AnalyzeError(f"cannot read any of the {len(paths)} images in {paths[0].parent}", EX_NOINPUT)
     return summary
 
 
-def analyze(cfg: Config, src: Path, out: Path | None = None, timeline: Path | None = None) -> Summary:
-    """Analyse ``src`` (image, folder or video) into ``out`` (default: beside the current folder,
-    ``<name>.annotated<suffix>``; a folder for a folder). Raises AnalyzeError."""
+def analyze(cfg: Config, src: Path, out: Path | None = None, results: Path | None = None) -> Summary:
+    """Analyse ``src`` (image, folder or video) into ``out`` (default: in the current folder,
+    ``<name>.annotated<suffix>``; a folder for a folder; none when only ``results`` is asked
+    for) and the ``results`` table (.csv or .json). Raises AnalyzeError."""
     kind = input_kind(src)
-    if timeline is not None and kind != "video":
-        raise AnalyzeError(f"--timeline applies to video input; {src} is an {kind}", EX_USAGE)
+    annotate = out is not None or results is None
     if kind == "video":
-        return analyze_video(Pipeline.from_config(cfg), src, out or Path(f"{src.stem}.annotated.mp4"), timeline)
+        target = (out or Path(f"{src.stem}.annotated.mp4")) if annotate else None
+        return analyze_video(Pipeline.from_config(cfg), src, target, results)
     if kind == "image":
-        return analyze_images(Pipeline.from_config(stills_config(cfg)), [src], [out or Path(f"{src.stem}.annotated{src.suffix}")])
+        target = (out or Path(f"{src.stem}.annotated{src.suffix}")) if annotate else None
+        return analyze_images(Pipeline.from_config(stills_config(cfg)), [src], [target] if target else None, results)
     paths = list_images(src)
     if not paths:
         raise AnalyzeError(f"no {'/'.join(IMAGE_SUFFIXES)} images in folder {src}", EX_NOINPUT)
     folder = out or Path(f"{src.resolve().name}.annotated")
-    return analyze_images(Pipeline.from_config(stills_config(cfg)), paths, [folder / p.name for p in paths])
+    outputs = [folder / p.name for p in paths] if annotate else None
+    return analyze_images(Pipeline.from_config(stills_config(cfg)), paths, outputs, results)
 
 
-def main(input_path: str, config: str | None, out: str | None, timeline: str | None) -> int:
+def main(input_path: str, config: str | None, out: str | None, results: str | None) -> int:
     """The ``emotiond analyze`` command: config (``--config``, else ./config.yaml if present,
     else the built-in defaults), then :func:`analyze`; errors are one line on stderr."""
     from .config import ConfigError, load_config, parse_config
@@ -293,12 +288,12 @@ def main(input_path: str, config: str | None, out: str | None, timeline: str | N
         return EX_CONFIG
     setup_logging(cfg.logging.level, cfg.logging.json_format)
     try:
-        summary = analyze(cfg, Path(input_path), Path(out) if out else None, Path(timeline) if timeline else None)
+        summary = analyze(cfg, Path(input_path), Path(out) if out else None, Path(results) if results else None)
     except AnalyzeError as exc:
         print(f"emotiond analyze: {exc}", file=sys.stderr)
         return exc.code
     except (ModelError, DetectorError) as exc:
         print(f"emotiond analyze: {exc}", file=sys.stderr)
         return EX_CONFIG
-    print(summary.line() + (f"; timeline {timeline}" if timeline else ""))
+    print(summary.line())
     return EX_OK

@@ -1,4 +1,5 @@
-"""``emotiond``: run the daemon, check a config, or print the version."""
+"""``emotiond``: run the daemon, check a config, analyze files, list the installed models, or
+print the version."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from . import __version__
-from .exitcodes import EX_CONFIG
+from .exitcodes import EX_CONFIG, EX_NOINPUT
 
 
 def _load(path: str):
@@ -84,7 +85,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import main as analyze_main
 
-    return analyze_main(args.input, args.config, args.out, args.timeline)
+    return analyze_main(args.input, args.config, args.out, args.results)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The models that came with this installation (or those in ``--dir``)."""
+    from pathlib import Path
+
+    from .model.catalog import installed, table
+    from .model.paths import installed_models_dir
+
+    folder = Path(args.dir) if args.dir else installed_models_dir()
+    if folder is None or not folder.is_dir():
+        print(f"emotiond models: no models folder {'at ' + str(folder) if folder else 'installed with this package'}", file=sys.stderr)
+        return EX_NOINPUT
+    print(f"models in {folder}")
+    print(table(installed(folder)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("analyze", help="run the pipeline over an image, image folder or video and write it annotated")
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--config", "-c", default=None, help="default: ./config.yaml if present, else built-in defaults")
-    p.add_argument("--out", "-o", help="annotated output (a folder for a folder); default ./<name>.annotated.<ext>")
-    p.add_argument("--timeline", help="video: per-frame faces and probabilities to FILE.csv or FILE.json")
+    p.add_argument("--out", "-o", help="annotated output (a folder for a folder); default ./<name>.annotated.<ext>, "
+                   "none with --results")
+    p.add_argument("--results", "-r", help="one row per face (file, frame, time, track, box, label, probabilities, "
+                   "signals) to FILE.csv or FILE.json; see README")
+    # The name before --results covered video only; kept so that scripts using it still work.
+    p.add_argument("--timeline", dest="results", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("models", help="list the installed models: file, size, task, labels, measured accuracy")
+    p.add_argument("--dir", help="list this folder instead of the installed models")
+    p.set_defaults(func=cmd_models)
     args = ap.parse_args(argv)
     return args.func(args)

@@ -21,6 +21,7 @@ from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
 from .exitcodes import EX_CONFIG  # noqa: F401 - re-exported for callers that load configs
 from .model.config import ClassifierConfig
+from .model import paths as model_paths
 from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
 from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
@@ -144,7 +145,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> BaseModel:
-    """Make every relative Path in the (nested, frozen) config absolute against ``base``."""
+    """Make every relative Path in the (nested, frozen) config absolute against ``base`` (a
+    model file absent there is the installed package's, see ``daemon.model.paths``)."""
     update: dict[str, Any] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
@@ -156,7 +158,7 @@ def _resolve_paths(model: BaseModel, base: Path) -> BaseModel:
 
 def _resolve_value(value: Any, base: Path) -> Any:
     if isinstance(value, Path):
-        return value if value.is_absolute() else Path(os.path.normpath(base / value))
+        return model_paths.resolve(value, base)
     if isinstance(value, BaseModel):
         return _resolve_paths(value, base)
     if isinstance(value, list):
@@ -178,7 +180,17 @@ def _missing_files(cfg: Config) -> list[str]:
         for key in ("ca_file", "cert_file", "key_file"):
             need.append((f"mqtt.tls.{key}", getattr(tls, key, None)))
     need.append(("mqtt.password_file", getattr(cfg.mqtt, "password_file", None)))
-    return [f"{key}: file not found: {path}" for key, path in need if path is not None and not Path(path).is_file()]
+    return [f"{key}: file not found: {path}{_installed_hint(path)}" for key, path in need
+            if path is not None and not Path(path).is_file()]
+
+
+def _installed_hint(path: Path) -> str:
+    """Where else a missing model was looked for (a relative model path falls back to the
+    installed models, see ``daemon.model.paths``)."""
+    folder = model_paths.installed_models_dir()
+    if path.parent.name != model_paths.MODELS_PREFIX or folder is None or path.parent == folder:
+        return ""
+    return f" (nor {folder / path.name} among the installed models)"
 
 
 def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None = None) -> Config:

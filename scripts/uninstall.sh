@@ -48,8 +48,10 @@ rm -rf "$ROOT$PREFIX"
 say "removed the units and $PREFIX"
 
 if [ "$PURGE" = 1 ]; then
-  # DynamicUser= keeps the state in /var/lib/private/emotiond behind a /var/lib/emotiond link.
-  rm -rf "$ROOT$CONFDIR" "$ROOT/var/lib/emotiond" "$ROOT/var/lib/private/emotiond"
+  # DynamicUser= keeps the state in /var/lib/private/emotiond behind a /var/lib/emotiond link
+  # (instances: emotiond-NAME).
+  rm -rf "$ROOT$CONFDIR" "$ROOT/var/lib/emotiond" "$ROOT/var/lib/private/emotiond" \
+    "$ROOT"/var/lib/emotiond-* "$ROOT"/var/lib/private/emotiond-*
   say "purged $CONFDIR and /var/lib/emotiond"
 else
   say "kept $CONFDIR and /var/lib/emotiond (the outbox); --purge removes them"

@@ -1,6 +1,7 @@
 """``emotiond analyze`` through the real CLI entry point, on the real talking-head clip and on
 folders of its frames: the output plays, has every frame, carries the drawing, and the
-timeline covers the video; bad input gives one clear line and a sysexits code."""
+results table covers the video; bad input gives one clear line and a sysexits code. The
+results columns themselves: tests/test_results.py."""
 
 from __future__ import annotations
 
@@ -49,12 +50,13 @@ def primary_pixels(image: np.ndarray) -> int:
     return int(np.all(np.abs(image.astype(int) - PRIMARY_BGR) < 40, axis=2).sum())
 
 
-def test_video_same_frames_and_rate_with_a_timeline_of_every_frame(tmp_path, config, capsys):
+def test_video_same_frames_and_rate_with_results_for_every_frame(tmp_path, config, capsys):
     clip = shared_file(TALKING_HEAD)
-    out, timeline = tmp_path / "out" / "annotated.mp4", tmp_path / "timeline.csv"
-    code = main(["analyze", str(clip), "--config", str(config), "--out", str(out), "--timeline", str(timeline)])
+    out, timeline = tmp_path / "out" / "annotated.mp4", tmp_path / "results.csv"
+    code = main(["analyze", str(clip), "--config", str(config), "--out", str(out), "--results", str(timeline)])
     assert code == 0, capsys.readouterr().err
-    assert f"wrote {out}: {CLIP_FRAMES} annotated" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: {CLIP_FRAMES} annotated" in printed and f"results {timeline}" in printed
 
     written, fps = video_frames(out)
     original, fps_in = video_frames(clip)
@@ -67,6 +69,7 @@ def test_video_same_frames_and_rate_with_a_timeline_of_every_frame(tmp_path, con
     labels = [k[2:] for k in rows[0] if k.startswith("p_")]
     assert len(labels) >= 2
     assert sorted({int(r["frame"]) for r in rows}) == list(range(CLIP_FRAMES))
+    assert {r["file"] for r in rows} == {str(clip)}
     faces = [r for r in rows if r["track"]]
     face_frames = {int(r["frame"]) for r in faces}
     assert len(face_frames) >= 0.9 * CLIP_FRAMES  # one person faces the camera throughout
@@ -90,20 +93,27 @@ def test_video_same_frames_and_rate_with_a_timeline_of_every_frame(tmp_path, con
     assert np.abs(drawn[far].astype(int) - plain[far]).mean() < 10
 
 
-def test_json_timeline(tmp_path, config, capsys):
+def test_json_results_of_a_video_and_the_old_timeline_option(tmp_path, config, capsys, monkeypatch):
     short = tmp_path / "short.mp4"
     frames = read_frames(TALKING_HEAD, limit=20)
     writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, frames[0].shape[1::-1])
     for f in frames:
         writer.write(f)
     writer.release()
-    timeline = tmp_path / "t.json"
-    assert main(["analyze", str(short), "-c", str(config), "-o", str(tmp_path / "a.mp4"), "--timeline", str(timeline)]) == 0
-    doc = json.loads(timeline.read_text())
-    assert doc["fps"] == pytest.approx(10.0) and [f["frame"] for f in doc["frames"]] == list(range(20))
-    face = doc["frames"][10]["faces"][0]
-    assert set(face["probs"]) == set(doc["labels"]) and face["label"] == max(face["probs"], key=face["probs"].get)
-    assert face["primary"] is True and len(face["box"]) == 4
+    results = tmp_path / "t.json"
+    # --timeline is the old name of --results; with no --out only the table is written.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["analyze", str(short), "-c", str(config), "--timeline", str(results)]) == 0
+    assert "analyzed 20, faces in" in capsys.readouterr().out
+    rows = json.loads(results.read_text())
+    assert sorted({r["frame"] for r in rows}) == list(range(20))
+    assert [r["time_s"] for r in rows if r["frame"] == 10][0] == pytest.approx(1.0)
+    face = next(r for r in rows if r["frame"] == 10 and r["track"] is not None)
+    probs = {k[2:]: v for k, v in face.items() if k.startswith("p_")}
+    assert face["primary"] is True and face["label"] == max(probs, key=probs.get)
+    assert not list(work.iterdir())
 
 
 def test_folder_one_annotated_image_per_input(tmp_path, config, capsys):
@@ -153,24 +163,20 @@ def test_unreadable_input_names_the_file_and_exits_66(tmp_path, config, capsys, 
     assert err.startswith("emotiond analyze: ") and message.format(path=path) in err
 
 
-def test_empty_folder_and_timeline_for_stills_are_refused(tmp_path, config, capsys):
+def test_empty_folder_is_refused(tmp_path, config, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["analyze", str(empty), "--config", str(config)]) == 66
     assert f"no .jpg/.jpeg/.png images in folder {empty}" in capsys.readouterr().err
-    image = tmp_path / "x.jpg"
-    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    assert main(["analyze", str(image), "--config", str(config), "--timeline", str(tmp_path / "t.csv")]) == 64
-    assert "--timeline applies to video input" in capsys.readouterr().err
 
 
-def test_without_a_config_file_the_defaults_resolve_in_the_current_folder(tmp_path, monkeypatch, capsys):
+def test_without_a_config_file_the_defaults_find_the_installed_models(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no config.yaml and no models/ here
-    image = tmp_path / "x.jpg"
-    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    assert main(["analyze", str(image)]) == 78
-    err = capsys.readouterr().err
-    assert "<built-in defaults>" in err and f"classifier.model: file not found: {tmp_path / 'models/emotion.tflite'}" in err
+    image = tmp_path / "face.jpg"
+    cv2.imwrite(str(image), read_frames(TALKING_HEAD, limit=1)[0])
+    assert main(["analyze", str(image)]) == 0, capsys.readouterr().err
+    assert "faces in 1" in capsys.readouterr().out
+    assert cv2.imread(str(tmp_path / "face.annotated.jpg")) is not None
 
 
 class Terminal(io.StringIO):

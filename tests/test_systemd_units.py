@@ -125,7 +125,7 @@ def test_lifecycle_directives(unit, config):
     assert s["DynamicUser"] == ["yes"] and s["SupplementaryGroups"] == ["video"]
     assert s["DeviceAllow"] == ["char-video4linux rw"] and s["DevicePolicy"] == ["closed"]
     assert s["ConfigurationDirectory"] == ["emotiond"]
-    assert s["StateDirectory"] == (["emotiond"] if unit == "emotiond.service" else ["emotiond/%i"])
+    assert s["StateDirectory"] == (["emotiond"] if unit == "emotiond.service" else ["emotiond-%i"])
 
 
 def test_template_hardening_matches_plain_unit():

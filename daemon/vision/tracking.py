@@ -151,6 +151,7 @@ class Tracker:
         self.tracks: list[Track] = []  # every live track, tentative ones included
         self._next_id = 1
         self.frame_hw: tuple[int, int] | None = None  # (height, width) of the latest frame: the seat zone is in fractions
+        self.zones = zones
         zone = self.cfg.primary_zone
         if isinstance(zone, str):
             if zones is None or zone not in zones:

@@ -1,0 +1,125 @@
+"""Models as package data: a wheel built from this checkout carries the default models, the
+daemon run from that wheel in an empty folder finds them, config model paths fall back to the
+installed models only when nothing is beside the config, and a missing or corrupt packaged
+model is an error naming the file. (The .deb and a real systemd: tests/test_systemd_e2e.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import REPO, TALKING_HEAD, read_frames
+from daemon.cli import main
+from daemon.config import ConfigError, parse_config
+from daemon.model import paths
+from daemon.model.catalog import installed, table
+
+SHIPPED = ("emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite")
+needs_models = pytest.mark.skipif(not all((REPO / "models" / n).is_file() for n in SHIPPED),
+                                  reason="the repository's default models are not in models/")
+
+
+@needs_models
+def test_a_checkout_resolves_its_own_models():
+    assert paths.installed_models_dir() == REPO / "models"
+    assert paths.packaged_model(Path("models/emotion.tflite")) == REPO / "models/emotion.tflite"
+    assert paths.packaged_model(Path("eye_state.tflite")) == REPO / "models/eye_state.tflite"
+    assert paths.packaged_model(Path("models/nope.tflite")) is None
+    assert paths.packaged_model(Path("other/emotion.tflite")) is None  # only models/<name>
+    assert paths.packaged_model(Path("models/emotion.json")) is None  # only model files, never e.g. an output
+    assert paths.resolve(Path("emotion.json"), REPO / "nowhere") == REPO / "nowhere/emotion.json"
+
+
+@needs_models
+def test_config_paths_beside_the_config_win_and_absent_ones_fall_back(tmp_path):
+    cfg = parse_config({}, "<test>", tmp_path)  # nothing in tmp_path: the installed models
+    assert cfg.classifier.model == REPO / "models/emotion.tflite"
+    assert cfg.eyes.model == REPO / "models/eye_state.tflite"
+    own = tmp_path / "models" / "emotion.tflite"
+    own.parent.mkdir()
+    own.write_bytes((REPO / "models/emotion.tflite").read_bytes())
+    assert parse_config({}, "<test>", tmp_path).classifier.model == own  # the user's copy wins
+    with pytest.raises(ConfigError) as err:
+        parse_config({"classifier": {"model": "models/mine.tflite"}}, "<test>", tmp_path)
+    assert f"classifier.model: file not found: {tmp_path / 'models/mine.tflite'}" in str(err.value)
+    assert f"(nor {REPO / 'models/mine.tflite'} among the installed models)" in str(err.value)
+
+
+@needs_models
+def test_emotiond_models_lists_task_labels_and_accuracy(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("emotion.tflite"))
+    assert "emotion" in line and "angry,disgust,fear,happy,neutral,sad,surprise" in line and "0.682 (test)" in line
+    info = {m.path.name: m for m in installed(REPO / "models")}
+    assert info["eye_state.tflite"].labels == ("closed", "open") and info["eye_state.tflite"].accuracy > 0.9
+    assert info["face_landmark.tflite"].task.startswith("face mesh") and info["face_landmark.tflite"].accuracy is None
+    assert "file" in table(list(info.values())).splitlines()[0]
+
+
+def test_emotiond_models_in_a_folder_without_models(tmp_path, capsys):
+    assert main(["models", "--dir", str(tmp_path / "none")]) == 66
+    assert "no models folder at" in capsys.readouterr().err
+
+
+@needs_models
+def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch, capsys):
+    packaged = tmp_path / "site" / "daemon" / "models"
+    packaged.mkdir(parents=True)
+    (packaged / "emotion.json").write_bytes((REPO / "models/emotion.json").read_bytes())
+    (packaged / "emotion.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
+    monkeypatch.setattr(paths, "installed_models_dir", lambda: packaged)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    image = work / "x.jpg"
+    cv2.imwrite(str(image), read_frames(TALKING_HEAD, limit=1)[0])
+    (work / "config.yaml").write_text("eyes: {enabled: false}\nhead_pose: {enabled: false}\n")
+    assert main(["analyze", str(image)]) == 78
+    err = capsys.readouterr().err
+    assert f"cannot load model {packaged / 'emotion.tflite'}" in err
+
+    (packaged / "emotion.tflite").unlink()
+    assert main(["analyze", str(image)]) == 78
+    err = capsys.readouterr().err
+    assert f"classifier.model: file not found: {work / 'models/emotion.tflite'}" in err
+    assert f"nor {packaged / 'emotion.tflite'} among the installed models" in err
+
+
+@needs_models
+def test_a_wheel_from_this_checkout_runs_analyze_from_an_empty_folder(tmp_path):
+    """The wheel is built without isolation (no download; about 5 s) and unpacked as pip would
+    install it; the daemon is then run from it with this venv's dependencies."""
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheel_dir.glob("emotiond-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(site)
+    for name in SHIPPED:
+        assert f"daemon/models/{name}" in names
+    assert "daemon/models/emotion_fp16.tflite" not in names  # the alternatives stay in the repository
+    for onnx in (REPO / "models").glob("*.onnx"):
+        assert f"daemon/models/{onnx.name}" in names
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cv2.imwrite(str(empty / "face.jpg"), read_frames(TALKING_HEAD, limit=1)[0])
+    env = dict(os.environ, PYTHONPATH=str(site))
+    probe = subprocess.run([sys.executable, "-c", "import daemon.model.paths as p; print(p.installed_models_dir())"],
+                           cwd=empty, env=env, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == str(site / "daemon" / "models")
+    res = subprocess.run([sys.executable, "-m", "daemon", "analyze", "face.jpg", "--results", "faces.csv"],
+                         cwd=empty, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "faces in 1" in res.stdout
+    rows = (empty / "faces.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("face.jpg,0,,1,1,")
