@@ -72,8 +72,10 @@ class Runner:
             self._publish_event(ev)
 
     def _publish_event(self, ev) -> None:
-        log.info("event %s %s %s%s", ev.type, ev.phase, ev.id, f" level={ev.level}" if ev.level else "")
         self.publisher.publish_event(event_payload(ev, self.device))
+        # Logged once committed (the MQTT output's outbox write is synchronous), so a power cut
+        # can lose an event the log never named, but never one it did.
+        log.info("event %s %s %s%s", ev.type, ev.phase, ev.id, f" level={ev.level}" if ev.level else "")
 
     def _loop(self) -> None:
         try:
