@@ -174,6 +174,8 @@ class Daemon:
         return {
             "frames": self.stats.frames,
             "skipped": r.source.skipped if r else 0,
+            "frames_rejected": r.source.rejected if r else 0,
+            "frames_converted": r.source.converted if r else 0,
             "faces": r.faces if r else 0,
             "latency_ms": self.stats.latency(),
             "rss_mb": current,
