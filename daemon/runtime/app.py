@@ -34,6 +34,7 @@ from ..vision.detectors import DetectorError
 from ..vision.pipeline import Pipeline
 from ..web.http import HttpError, HttpServer, PreviewSlot, WebView
 from . import systemd
+from .memory import release_freed_memory
 
 log = logging.getLogger("emotiond")
 
@@ -244,6 +245,8 @@ class Daemon:
             old_pub.stop()
             publisher.start()
         self.cfg, self.runner, self.publisher = new, runner, publisher
+        del old_runner, old_pub
+        release_freed_memory()
         runner.start()
         log.info("reload: new config applied")
         systemd.notify("READY=1")
