@@ -56,7 +56,7 @@ def test_thirty_power_cuts_lose_no_logged_event(tmp_path, emotion_model):
                 time.sleep(rng.uniform(0.1, 1.0))
             else:
                 proc.wait_log(r"emotiond running")
-                time.sleep(rng.uniform(0.05, 1.5))
+                time.sleep(rng.uniform(0.05, 1.0))
             proc.kill()
             log = proc.log()
             assert "corrupt" not in log and "in-memory queue" not in log, log[-3000:]

@@ -15,7 +15,7 @@ from daemon_helpers import DaemonProcess, check_payload, daemon_config, prefix
 
 pytestmark = needs_mosquitto
 
-STALL_S = 2.0
+STALL_S = 1.5
 RETURN_S = 5.0  # the bound: online within 5 s of the camera's return
 
 
