@@ -6,12 +6,13 @@ PUBACK arrives. Delivery order is insertion order. When the queue is full the lo
 goes first (stats, then summaries; alerts last), oldest first within a priority.
 
 A nearly full disk is a full queue: while the state directory has less than ``HEADROOM``
-bytes free and the file no free page, a new message takes the place of the lowest-priority, oldest one by the same rule
-(counted in ``dropped`` and ``dropped_disk_full``) instead of growing the file. The headroom is
-what SQLite needs to go on committing, deleting and checkpointing: the write-ahead log is
-checkpointed every ``WAL_PAGES`` pages and truncated back to that size, so it never outgrows
-it. Waiting for SQLite's "disk is full" instead would be too late: a WAL that cannot be copied
-into a database that cannot grow frees nothing, and deleting needs log space too.
+bytes free and the file has no free page to reuse, a new message takes the place of the
+lowest-priority, oldest one by the same rule (counted in ``dropped`` and ``dropped_disk_full``)
+instead of growing the file. The headroom is what SQLite needs to go on committing, deleting
+and checkpointing: the write-ahead log is checkpointed every ``WAL_PAGES`` pages and truncated
+back to that size, so it never outgrows it. Waiting for SQLite's "disk is full" instead would
+be too late: a log that cannot be copied into a database that cannot grow frees nothing, and
+deleting needs log space too.
 
 A corrupt file is moved aside and recreated; a file that cannot be opened or written makes
 the outbox fall back to an in-memory SQLite database, so live alerting goes on and
@@ -166,14 +167,19 @@ class Outbox:
         """Pages freed by delivered messages: a new one reuses them without growing the file."""
         return db.execute("PRAGMA freelist_count").fetchone()[0]
 
+    def _full(self, db: sqlite3.Connection, count: int) -> str | None:
+        """Why the queue cannot grow (to log), or None if it can."""
+        if count >= self.max_messages:
+            return f"outbox full ({self.max_messages} messages)"
+        if count and self._disk_nearly_full() and not self._free_pages(db):
+            return f"disk nearly full (under {HEADROOM // 1024} KiB free in {self.path.parent})"
+        return None
+
     def _put(self, row: tuple) -> int | None:
         db = self._db
         with db:
             count = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            why = (f"outbox full ({self.max_messages} messages)" if count >= self.max_messages
-                   else f"disk nearly full (under {HEADROOM // 1024} KiB free in {self.path.parent})"
-                   if count and self._disk_nearly_full() and not self._free_pages(db) else None)
-            if why is not None:
+            if (why := self._full(db, count)) is not None:
                 victim = db.execute("SELECT id, priority FROM outbox ORDER BY priority, id LIMIT 1").fetchone()
                 self.dropped += 1
                 if count < self.max_messages:
