@@ -33,7 +33,7 @@ def daemon_config(folder: Path, broker: Broker, device: str, source: dict, publi
     cfg["mqtt"] = {**cfg["mqtt"], "host": broker.host, "port": broker.port}
     cfg["publish"] = {**cfg["publish"], **(publish or {})}
     cfg["outbox"] = {**(cfg.get("outbox") or {}), "state_dir": str(folder / f"outbox-{device}")}
-    for section in ("classifier", "eyes"):
+    for section in ("classifier", "eyes", "head_pose"):
         cfg[section]["model"] = str(REPO / cfg[section]["model"])
     path = folder / f"{device}.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -7,10 +7,11 @@ EXTRAS=${EXTRAS:-train,test,http}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 # Debian packages the tests use: a real broker and its clients, systemd-analyze for the units,
-# libseccomp's Python binding for the unit sandbox test, Chromium for the preview page test;
+# libseccomp's Python binding for the unit sandbox test, Chromium for the preview page test,
+# GStreamer's RTSP server (run by the system python3 through python3-gi) as the test camera;
 # python3-venv to build the .deb (dpkg-deb is in dpkg), systemd-container and debootstrap to boot it
 # under a real systemd (tests/test_systemd_e2e.py).
-APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium python3-venv systemd-container debootstrap}
+APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-venv systemd-container debootstrap}
 missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

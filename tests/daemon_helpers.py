@@ -108,7 +108,7 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace")
 
     def events(self) -> list[tuple[str, str, str]]:
-        """(type, phase, id) of every event the daemon logged (app.py logs each before sending it)."""
+        """(type, phase, id) of every event the daemon logged (app.py logs each once the outbox holds it)."""
         return EVENT_LINE.findall(self.log())
 
     def wait_log(self, pattern: str, timeout: float = 30.0) -> re.Match:

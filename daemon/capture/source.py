@@ -24,6 +24,7 @@ import cv2
 
 from ..types import Frame
 from .config import SourceConfig
+from .normalize import to_bgr
 from .registry import kind_of, source_kind
 
 __all__ = ["Backoff", "FrameSource", "LatestFrame", "SourceConfig", "source_kind"]
@@ -31,6 +32,11 @@ __all__ = ["Backoff", "FrameSource", "LatestFrame", "SourceConfig", "source_kind
 log = logging.getLogger(__name__)
 
 _IDLE_S = 0.01  # pause after a failed read of a live source, so a dead one does not spin
+# A file's end is this many failed reads in a row: FFmpeg fails the read of a corrupt frame
+# and decodes the next one, so one failure is a bad frame, not the end (a damaged recording
+# played to its end, not stopped at its first bad frame). Failed reads at the real end are
+# immediate, so waiting for the run costs nothing.
+_FILE_END_AFTER = 25
 
 
 class Backoff:
@@ -106,6 +112,9 @@ class FrameSource:
         self.finished = False
         self.heartbeat = time.monotonic()
         self.frames_read = 0
+        self.rejected = 0  # frames read but unusable (empty, too small, odd pixel type): skipped
+        self.converted = 0  # frames made 8-bit BGR here (grey, 16-bit, BGRA cameras)
+        self._said: set[str] = set()  # rejection/conversion reasons already logged
         self.reconnects = 0
         self.fps_nominal: float | None = float(cfg.fps) if cfg.fps else None
         self._slot = LatestFrame()
@@ -189,6 +198,27 @@ class FrameSource:
             self._set_online(False, "finished" if self.finished else "stopped", logging.INFO)
             self._slot.close()
 
+    def _usable(self, image):
+        """The frame as 8-bit BGR, or None (counted, logged once per reason) if unusable."""
+        image, what = to_bgr(image)
+        if image is None:
+            self._count_rejected(1, what)
+        elif what:
+            self.converted += 1
+            self._say_once(what, f"converting frames: {what} (counted in stats: frames_converted)")
+        return image
+
+    def _count_rejected(self, n: int, why: str) -> None:
+        self.rejected += n
+        self._say_once(why, f"skipping {why} (counted in stats: frames_rejected, {self.rejected} so far)")
+
+    def _say_once(self, key: str, message: str) -> None:
+        """Log a frame problem the first time it is seen: a bad camera must not flood the log."""
+        key = key.split(" (")[0]
+        if key not in self._said:
+            self._said.add(key)
+            log.warning("source %s: %s", self.cfg.uri, message)
+
     def _read_all(self, cap) -> str:
         """Read until the stop flag ("stop"), a file's end ("end") or a fault ("failed")."""
         fps = cap.get(cv2.CAP_PROP_FPS) if self.kind == "file" else 0.0
@@ -199,13 +229,17 @@ class FrameSource:
         t0 = time.monotonic()
         n = 0  # frames since t0, for the pacing schedule
         got_any = False
+        failed_in_row = 0
         last_frame = t0
         while not self._stop.is_set():
             ok, image = cap.read()
             now = time.monotonic()
             self.heartbeat = now
             if not ok or image is None:
+                failed_in_row += 1
                 if not self.live:
+                    if failed_in_row < _FILE_END_AFTER:
+                        continue
                     if not got_any:
                         self._set_online(False, f"no frame could be read from {self.cfg.uri}")
                         return "failed"
@@ -214,6 +248,12 @@ class FrameSource:
                     self._set_online(False, f"no frame for {now - last_frame:.1f} s")
                     return "failed"
                 self._stop.wait(_IDLE_S)
+                continue
+            if failed_in_row and got_any:  # a good frame after failed reads: those were bad frames
+                self._count_rejected(failed_in_row, "undecodable frames")
+            failed_in_row = 0
+            image = self._usable(image)
+            if image is None:  # not a frame: a stream of only these stalls like no frames at all
                 continue
             last_frame = now
             self.frames_read += 1

@@ -5,6 +5,15 @@ paho keeps unacknowledged messages only in memory, so every event is committed t
 PUBACK arrives. Delivery order is insertion order. When the queue is full the lowest priority
 goes first (stats, then summaries; alerts last), oldest first within a priority.
 
+A nearly full disk is a full queue: while the state directory has less than ``HEADROOM``
+bytes free and the file has no free page to reuse, a new message takes the place of the
+lowest-priority, oldest one by the same rule (counted in ``dropped`` and ``dropped_disk_full``)
+instead of growing the file. The headroom is what SQLite needs to go on committing, deleting
+and checkpointing: the write-ahead log is checkpointed every ``WAL_PAGES`` pages and truncated
+back to that size, so it never outgrows it. Waiting for SQLite's "disk is full" instead would
+be too late: a log that cannot be copied into a database that cannot grow frees nothing, and
+deleting needs log space too.
+
 A corrupt file is moved aside and recreated; a file that cannot be opened or written makes
 the outbox fall back to an in-memory SQLite database, so live alerting goes on and
 ``healthy``/``error`` say why the backlog is no longer durable.
@@ -29,6 +38,9 @@ log = logging.getLogger(__name__)
 
 FILENAME = "outbox.sqlite"
 MEMORY = ":memory:"
+PAGE_SIZE = 4096  # SQLite's default page size, set explicitly below
+WAL_PAGES = 16  # checkpoint the write-ahead log this often (SQLite's default, 1000, is 4 MB)
+HEADROOM = (WAL_PAGES + 8) * PAGE_SIZE  # room for the log at its longest and one more transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -83,6 +95,7 @@ class Outbox:
         self.cfg = cfg or OutboxConfig()
         self.max_messages = self.cfg.max_messages
         self.dropped = 0
+        self.dropped_disk_full = 0  # the part of ``dropped`` that a nearly full disk forced
         self.error: str | None = None
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -140,19 +153,44 @@ class Outbox:
             self._db.close()
 
     # -- internals -------------------------------------------------------------------------
+    def _disk_nearly_full(self) -> bool:
+        if self.path is None or self.error is not None:
+            return False
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < HEADROOM
+
+    @staticmethod
+    def _free_pages(db: sqlite3.Connection) -> int:
+        """Pages freed by delivered messages: a new one reuses them without growing the file."""
+        return db.execute("PRAGMA freelist_count").fetchone()[0]
+
+    def _full(self, db: sqlite3.Connection, count: int) -> str | None:
+        """Why the queue cannot grow (to log), or None if it can."""
+        if count >= self.max_messages:
+            return f"outbox full ({self.max_messages} messages)"
+        if count and self._disk_nearly_full() and not self._free_pages(db):
+            return f"disk nearly full (under {HEADROOM // 1024} KiB free in {self.path.parent})"
+        return None
+
     def _put(self, row: tuple) -> int | None:
         db = self._db
         with db:
-            if db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] >= self.max_messages:
+            count = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            if (why := self._full(db, count)) is not None:
                 victim = db.execute("SELECT id, priority FROM outbox ORDER BY priority, id LIMIT 1").fetchone()
                 self.dropped += 1
+                if count < self.max_messages:
+                    self.dropped_disk_full += 1
                 if victim[1] > row[4]:
-                    log.warning("outbox full (%d messages): dropped a new priority-%d message on %s",
-                                self.max_messages, row[4], row[0])
+                    log.warning("%s: dropped a new priority-%d message on %s (%d dropped so far)",
+                                why, row[4], row[0], self.dropped)
                     return None
                 db.execute("DELETE FROM outbox WHERE id = ?", (victim[0],))
-                log.warning("outbox full (%d messages): dropped the oldest priority-%d message (%d dropped so far)",
-                            self.max_messages, victim[1], self.dropped)
+                log.warning("%s: dropped the oldest priority-%d message (%d dropped so far)",
+                            why, victim[1], self.dropped)
             cur = db.execute(
                 "INSERT INTO outbox (topic, payload, qos, retain, priority, created) VALUES (?, ?, ?, ?, ?, ?)", row)
             return cur.lastrowid
@@ -202,8 +240,11 @@ class Outbox:
         db = sqlite3.connect(target, check_same_thread=False, isolation_level="DEFERRED")
         try:
             if target != MEMORY:
+                db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; an existing one keeps its own
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
+                db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+                db.execute(f"PRAGMA journal_size_limit={WAL_PAGES * PAGE_SIZE}")
                 check = db.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":
                     raise sqlite3.DatabaseError(f"quick_check: {check}")

@@ -35,6 +35,7 @@ from ..vision.detectors import DetectorError
 from ..vision.pipeline import Pipeline
 from ..web.http import HttpError, HttpServer, PreviewSlot, WebView
 from . import systemd
+from .memory import release_freed_memory
 
 log = logging.getLogger("emotiond")
 
@@ -73,8 +74,10 @@ class Runner:
             self._publish_event(ev)
 
     def _publish_event(self, ev) -> None:
-        log.info("event %s %s %s%s", ev.type, ev.phase, ev.id, f" level={ev.level}" if ev.level else "")
         self.publisher.publish_event(event_payload(ev, self.device))
+        # Logged once committed (the MQTT output's outbox write is synchronous), so a power cut
+        # can lose an event the log never named, but never one it did.
+        log.info("event %s %s %s%s", ev.type, ev.phase, ev.id, f" level={ev.level}" if ev.level else "")
 
     def _loop(self) -> None:
         try:
@@ -173,6 +176,8 @@ class Daemon:
         return {
             "frames": self.stats.frames,
             "skipped": r.source.skipped if r else 0,
+            "frames_rejected": r.source.rejected if r else 0,
+            "frames_converted": r.source.converted if r else 0,
             "faces": r.faces if r else 0,
             "faces_skipped": dict(self.stats.faces_skipped),
             "latency_ms": self.stats.latency(),
@@ -242,6 +247,8 @@ class Daemon:
             old_pub.stop()
             publisher.start()
         self.cfg, self.runner, self.publisher = new, runner, publisher
+        del old_runner, old_pub
+        release_freed_memory()
         runner.start()
         log.info("reload: new config applied")
         systemd.notify("READY=1")

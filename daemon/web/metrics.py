@@ -68,6 +68,8 @@ class DaemonCollector:
         yield GaugeMetricFamily("emotiond_fps", "frames processed per second since the previous scrape", value=self._fps(frames))
         yield CounterMetricFamily("emotiond_frames_skipped", "frames the camera delivered that the pipeline never took "
                                   "(it always takes the newest); restarts at a reload", value=snap["skipped"])
+        yield CounterMetricFamily("emotiond_frames_rejected", "frames the source could not decode or delivered unusable "
+                                  "(empty, too small, odd pixel type): skipped; restarts at a reload", value=snap.get("frames_rejected", 0))
         yield GaugeMetricFamily("emotiond_faces", "faces in the latest processed frame", value=snap["faces"])
         yield CounterMetricFamily("emotiond_face_observations", "faces summed over processed frames", value=stats.faces)
         skipped = CounterMetricFamily("emotiond_faces_skipped", "faces not classified (small, blurry) and detections "
