@@ -80,6 +80,8 @@ def stills_config(cfg: Config) -> Config:
         update={
             "detector": cfg.detector.model_copy(update={"every_n": 1}),
             "tracker": cfg.tracker.model_copy(update={"smoothing": 1.0, "max_missed": 0}),
+            # every image is classified: a face at the same place in the next image is another face
+            "classifier": cfg.classifier.model_copy(update={"max_rate_hz": 0.0}),
         }
     )
 

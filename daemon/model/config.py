@@ -1,4 +1,4 @@
-"""The ``classifier:`` section: which emotion model runs, on what, with how many threads."""
+"""The ``classifier:`` section: which emotion model runs, on what, with how many threads, how often."""
 
 from __future__ import annotations
 
@@ -13,4 +13,7 @@ class ClassifierConfig(Section):
     model: Path = Field(Path("models/emotion.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
     threads: int = Field(1, ge=1, title="interpreter threads (1 leaves the other core to capture and detection)")
     delegate: str = Field("cpu", title='"cpu", "gpu", or the path of a TFLite delegate library (.so)')
+    max_rate_hz: float = Field(
+        10.0, ge=0.0, title="classifications per second per face at most, spread round-robin over frames (0 = every face on every frame)"
+    )
     fallback: bool = Field(True, title="run on the CPU when the delegate cannot be loaded (else stop with an error)")

@@ -1,4 +1,5 @@
-"""One processed frame: detect (every Nth frame) → track → classify → smooth → face signals.
+"""One processed frame: detect (every Nth frame) → track → classify (rate-limited per face,
+see ``schedule``) → smooth → face signals.
 
 Detection frames search around every tracked face (a ~100x100 px search) and run one part of
 a whole-frame scan for new faces, split by face size so that no frame pays for all of it: the
@@ -25,6 +26,7 @@ from ..types import Detection, FaceState, Frame, Observation
 from .config import PipelineConfig
 from .detectors import make_detector
 from .detectors.base import BaseDetectorConfig, drop_duplicates
+from .schedule import ClassifySchedule
 from .signals import SIGNALS, SignalConfig, build_signals
 from .tracking import Tracker, TrackerConfig
 
@@ -41,6 +43,7 @@ class Pipeline:
         self.tracker = Tracker(tracker)
         self.model = TfliteModel.from_config(classifier)
         self.labels: tuple[str, ...] = tuple(self.model.labels)
+        self.schedule = ClassifySchedule(classifier.max_rate_hz)
         self.signals = build_signals(signals, threads=classifier.threads)
         self.max_faces = options.max_faces
         self.stats = stats or PipelineStats()
@@ -98,12 +101,16 @@ class Pipeline:
 
         faces: list[FaceState] = []
         if tracks:
-            t0 = self._enter("classify")
-            probs = self.model.classify(frame.image, [tr.box for tr in tracks])
-            self._leave("classify", t0)
+            due = self.schedule.due(tracks, frame.t_capture)
+            if due:
+                t0 = self._enter("classify")
+                probs = self.model.classify(frame.image, [tr.box for tr in due])
+                self._leave("classify", t0)
+                for tr, p in zip(due, probs):
+                    self.tracker.smooth(tr, p)
             primary = self.tracker.primary
-            for tr, p in zip(tracks, probs):
-                smoothed = self.tracker.smooth(tr, p)
+            for tr in tracks:
+                smoothed = tr.probs  # held between classifications
                 k = int(np.argmax(smoothed))
                 faces.append(
                     FaceState(
