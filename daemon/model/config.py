@@ -12,8 +12,8 @@ from ..configbase import Section
 class ClassifierConfig(Section):
     model: Path = Field(Path("models/emotion.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
     threads: int = Field(1, ge=1, title="interpreter threads (1 leaves the other core to capture and detection)")
-    delegate: str = Field("cpu", title='"cpu", "gpu", or the path of a TFLite delegate library (.so)')
+    delegate: str = Field("cpu", title='"cpu"; "gpu": LiteRT\'s GPU accelerator (WebGPU, over Vulkan on Linux; use the float16 model); or the path of a vendor delegate library (.so)')
     max_rate_hz: float = Field(
         10.0, ge=0.0, title="classifications per second per face at most, spread round-robin over frames (0 = every face on every frame)"
     )
-    fallback: bool = Field(True, title="run on the CPU when the delegate cannot be loaded (else stop with an error)")
+    fallback: bool = Field(True, title="run on the CPU when the delegate cannot be loaded (else stop with an error); a delegate failing later always falls back, once")

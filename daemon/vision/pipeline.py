@@ -58,10 +58,9 @@ class Pipeline:
                    options=cfg.pipeline, stats=stats)
 
     @property
-    def model_info(self) -> dict[str, str]:
+    def model_info(self) -> dict:
         """What runs, for logs, stats and metrics: model file, quantization, delegate in use."""
-        m = self.model
-        return {"model": m.path.name, "quantization": m.manifest.quantization.type, "delegate": m.delegate_in_use}
+        return self.model.info()
 
     def _enter(self, name: str) -> float:
         t = time.perf_counter()
