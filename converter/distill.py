@@ -53,6 +53,7 @@ class DistillConfig:
     label_smoothing: float = 0.0
     batch: int = 64
     epochs: int = 6
+    steps_per_epoch: int | None = None  # shorter "epochs" (checkpoint, validation, log) than one pass
     lr: float = 1e-4
     warmup_epochs: float = 0.2
     dropout: float = 0.3
@@ -256,7 +257,9 @@ def distill(cfg: DistillConfig) -> Path:
     val_ds = _with_targets(
         tf_dataset(indexed(val_split), size, 1, cfg.batch, False, cfg.seed, None, NORMALIZE), soft_val, val_split.y, n
     )
-    steps = math.ceil(len(train_split) / cfg.batch)
+    steps = cfg.steps_per_epoch or math.ceil(len(train_split) / cfg.batch)
+    if cfg.steps_per_epoch:  # the data repeats; each "epoch" is steps_per_epoch batches of it
+        train_ds = train_ds.repeat()
 
     model, backbone = build_student(cfg, n)
     freeze_batchnorm(model)
@@ -279,7 +282,8 @@ def distill(cfg: DistillConfig) -> Path:
         _RecordBest(out),
     ]
     t0 = time.time()
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=_verbose())
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+              callbacks=callbacks, verbose=_verbose())
     print(f"distillation done in {time.time() - t0:.0f} s")
     plot_curves(out, phases=(PHASE,))
     (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -303,6 +307,8 @@ def add_parser(sub) -> None:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: one pass over the data); shorter epochs checkpoint and validate more often")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (cosine decay)")
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--patience", type=int, default=d.patience)
