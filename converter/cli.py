@@ -1,4 +1,4 @@
-"""``python -m converter {counts,train,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
+"""``python -m converter {counts,train,distill,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_train(sub)
 
+    from .distill import add_parser as add_distill_parser
+
+    add_distill_parser(sub)
+
     from .eyes import add_parser as add_eyes_parser
 
     add_eyes_parser(sub)
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .datasets import DatasetError
     from .ensemble import EnsembleError
+    from .tflite_weights import TfliteWeightsError
 
     try:
         if args.cmd == "counts":
@@ -104,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "cmd"})
             print(f"best model: {train(cfg)}")
+            return 0
+        if args.cmd == "distill":
+            from .distill import DistillConfig, distill
+
+            print(f"best model: {distill(DistillConfig(**{k: v for k, v in vars(args).items() if k != 'cmd'}))}")
             return 0
         if args.cmd == "eyes":
             from .eyes import EyesTrainConfig, train_eyes
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             from .convert import convert_cli
 
             return convert_cli(args)
-    except (DatasetError, ManifestError, EnsembleError, FileNotFoundError) as exc:
+    except (DatasetError, ManifestError, EnsembleError, TfliteWeightsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

@@ -249,7 +249,7 @@ def convert_cli(args) -> int:
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path, compile=False)
     rep_split = load_split(args.data, args.rep_split)
     labels = rep_split.labels
     if model.output_shape[-1] != len(labels):

@@ -292,7 +292,7 @@ def evaluate_cli(args) -> int:
     else:
         import keras
 
-        model = keras.models.load_model(model_path)
+        model = keras.models.load_model(model_path, compile=False)
         if args.manifest:
             manifest = Manifest.model_validate_json(Path(args.manifest).read_text())
         else:

@@ -85,8 +85,8 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int):
     )
 
 
-def plot_curves(out: Path) -> Path | None:
-    """Accuracy and loss per epoch across both phases, from the CSV logs."""
+def plot_curves(out: Path, phases: tuple[str, ...] = ("head", "finetune")) -> Path | None:
+    """Accuracy and loss per epoch across the phases, from the CSV logs (``log_<phase>.csv``)."""
     import csv
 
     import matplotlib
@@ -95,7 +95,7 @@ def plot_curves(out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     rows = []
-    for phase in ("head", "finetune"):
+    for phase in phases:
         log = out / f"log_{phase}.csv"
         if log.is_file():
             with log.open() as fh:

@@ -93,6 +93,8 @@ def stills_config(cfg: Config) -> Config:
             "detector": cfg.detector.model_copy(update=det),
             "tracker": cfg.tracker.model_copy(update={"smoothing": 1.0, "max_missed": 0, "confirm_hits": 1,
                                                       "hold_missed": None}),
+            # every image is classified: a face at the same place in the next image is another face
+            "classifier": cfg.classifier.model_copy(update={"max_rate_hz": 0.0}),
         }
     )
 

@@ -111,11 +111,11 @@ def test_missing_delegate_falls_back_to_cpu_and_says_why(tiny_emotion_model, fra
     assert model.classify(frame, boxes).shape == (3, 7)
 
 
-def test_gpu_delegate_without_a_gpu_library_falls_back(tiny_emotion_model):
+def test_gpu_delegate_without_a_gpu_falls_back(tiny_emotion_model):
     model = TfliteModel(tiny_emotion_model, delegate="gpu", fallback=True)
-    if model.delegate_in_use == "gpu":
-        pytest.skip("this machine has a TFLite GPU delegate library")
-    assert "libtensorflowlite_gpu_delegate.so" in model.fallback_reason
+    if model.delegate_in_use.startswith("gpu"):
+        pytest.skip("this machine has a usable GPU (see tests/test_gpu.py)")
+    assert "GPU" in model.fallback_reason
 
 
 def test_missing_delegate_without_fallback_is_an_error(tiny_emotion_model):

@@ -77,16 +77,17 @@ def test_classification_is_rate_limited_and_spread_over_frames():
     pipe.model.classify = lambda image, boxes: (calls.append(len(boxes)), real(image, boxes))[1]
     frames = read_frames(STREET)
     per_track: dict[int, list[float]] = {}
+    faces = 0
     for i, f in enumerate(frames):
-        before = {tr.id: tr.t_classified for tr in pipe.tracker.confirmed}
-        pipe.process(Frame(f, i, i / 25.0, 0.0))
-        for tr in pipe.tracker.tracks:
-            if tr.t_classified is not None and tr.t_classified == i / 25.0 and before.get(tr.id) != tr.t_classified:
-                per_track.setdefault(tr.id, []).append(tr.t_classified)
+        t = i / 25.0
+        faces += len(pipe.process(Frame(f, i, t, 0.0)).faces)
+        for tid, last in pipe.schedule._last.items():
+            if last == t:
+                per_track.setdefault(tid, []).append(t)
     assert max(calls) <= cfg.pipeline.classify_per_frame  # never a frame that pays for every face
-    assert sum(calls) < 0.5 * sum(len(p) for p in per_track.values()) + len(frames)  # far fewer than faces x frames
+    assert sum(calls) < 0.2 * faces  # far fewer classifications than faces x frames
     gaps = [b - a for times in per_track.values() for a, b in zip(times, times[1:])]
-    assert gaps and min(gaps) >= 1.0 / cfg.classifier.max_rate_hz - 1e-9  # each face at most max_rate_hz
+    assert len(gaps) >= 20 and min(gaps) >= 1.0 / cfg.classifier.max_rate_hz - 1e-3  # each face at most max_rate_hz
 
 
 def test_small_and_blurred_faces_are_counted_not_classified():

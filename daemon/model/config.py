@@ -1,4 +1,4 @@
-"""The ``classifier:`` section: which emotion model runs, on what, with how many threads."""
+"""The ``classifier:`` section: which emotion model runs, on what, with how many threads, how often."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from ..configbase import Section
 class ClassifierConfig(Section):
     model: Path = Field(Path("models/emotion.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
     threads: int = Field(1, ge=1, title="interpreter threads (1 leaves the other core to capture and detection)")
-    delegate: str = Field("cpu", title='"cpu", "gpu", or the path of a TFLite delegate library (.so)')
-    fallback: bool = Field(True, title="run on the CPU when the delegate cannot be loaded (else stop with an error)")
+    delegate: str = Field("cpu", title='"cpu"; "gpu": LiteRT\'s GPU accelerator (WebGPU, over Vulkan on Linux; use the float16 model); or the path of a vendor delegate library (.so)')
     max_rate_hz: float = Field(
-        0.0, ge=0.0,
-        title="classify each tracked face at most this often (round-robin over faces, smoothing carries the state "
-              "between; 0 = every frame). Bounds the per-frame cost with many faces")
+        10.0, ge=0.0, title="classifications per second per face at most, spread round-robin over frames (0 = every face on every frame)"
+    )
+    fallback: bool = Field(True, title="run on the CPU when the delegate cannot be loaded (else stop with an error); a delegate failing later always falls back, once")

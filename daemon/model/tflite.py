@@ -4,12 +4,21 @@ Never TensorFlow: the interpreter comes from ``ai_edge_litert`` (or the older
 ``tflite_runtime``), a few MB instead of hundreds. The manifest beside the model is checked
 against the model's tensors before the first frame, so a model and a manifest that disagree
 stop the daemon with a message instead of producing confident nonsense.
+
+Where it runs (``classifier.delegate``): ``cpu`` (XNNPACK); ``gpu``, LiteRT's own GPU
+accelerator through the ``CompiledModel`` API (WebGPU, over Vulkan on Linux; ops the GPU cannot
+run stay on the CPU); or the path of a vendor delegate library (EdgeTPU, Hexagon, ...) loaded
+into the interpreter. ``delegate_in_use`` says what actually runs, ``fallback_reason`` why it is
+not what was asked for. A GPU that fails after start hands the work to the CPU once, logged and
+counted (``delegate_fallbacks``), and is not retried: no crash loop.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -23,11 +32,6 @@ from .preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
-GPU_DELEGATE_LIBRARIES = (
-    "libtensorflowlite_gpu_delegate.so",
-    "libtensorflowlite_gpu_gl.so",
-    "libtensorflowlite_gpu.so",
-)
 _MAX_BATCH_SHAPES = 8  # interpreters kept, one per batch size seen
 
 
@@ -67,6 +71,77 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     return values.astype(np.float32, copy=False)
 
 
+def _gpu_backend() -> str:
+    """What LiteRT's GPU accelerator runs on here, for logs and stats."""
+    if sys.platform.startswith("linux"):
+        icd = os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")
+        return f"vulkan, {Path(icd.split(os.pathsep)[0]).name}" if icd else "vulkan"
+    return "webgpu"
+
+
+def _gpu_unavailable_hint() -> str | None:
+    """Why no GPU can work on this machine, when it is plain (before LiteRT's terse error)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    icd = os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")
+    if icd:
+        missing = [f for f in icd.split(os.pathsep) if f and not Path(f).is_file()]
+        if missing:
+            return f"VK_ICD_FILENAMES names a missing Vulkan driver manifest: {', '.join(missing)}"
+    try:
+        ctypes.CDLL("libvulkan.so.1")
+    except OSError:
+        return "no Vulkan loader (libvulkan.so.1): install libvulkan1 and the GPU's Vulkan driver"
+    return None
+
+
+class GpuRunner:
+    """The model on LiteRT's GPU accelerator (``CompiledModel``, GPU with CPU fallback for ops
+    the GPU cannot run). Batches are padded to a capacity that only grows (powers of two), so
+    the accelerator is not re-initialised each time the number of faces changes."""
+
+    def __init__(self, content: bytes, threads: int, n_classes: int, out_dtype) -> None:
+        hint = _gpu_unavailable_hint()
+        if hint:
+            raise ModelError(f"no usable GPU: {hint}")
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, HardwareAccelerator, Options
+        except ImportError as exc:
+            raise ModelError(f"no LiteRT CompiledModel API ({exc}): pip install 'ai-edge-litert>=2.1'") from None
+        opts = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
+                       cpu_options=CpuOptions(num_threads=threads))
+        try:
+            self.model = CompiledModel.from_buffer(content, options=opts)
+        except (RuntimeError, ValueError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            raise ModelError(
+                f"LiteRT's GPU accelerator found no usable GPU ({first}); check the Vulkan driver "
+                "(vulkaninfo) and that XDG_RUNTIME_DIR is set"
+            ) from None
+        self.fully_accelerated = bool(self.model.is_fully_accelerated())
+        self.n_classes = n_classes
+        self.out_dtype = out_dtype
+        self.capacity = 0
+        self._in = self._out = None
+
+    def describe(self) -> str:
+        how = "fully accelerated" if self.fully_accelerated else "some ops on the CPU"
+        return f"gpu ({_gpu_backend()}, {how})"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        if n > self.capacity:
+            self.capacity = 1 << (n - 1).bit_length()
+            self.model.resize_input_tensor(0, [self.capacity, *batch.shape[1:]])
+            self._in, self._out = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
+        if n < self.capacity:
+            batch = np.concatenate([batch, np.zeros((self.capacity - n, *batch.shape[1:]), batch.dtype)])
+        self._in[0].write(np.ascontiguousarray(batch))
+        self.model.run_by_index(0, self._in, self._out)
+        out = self._out[0].read(self.capacity * self.n_classes, self.out_dtype)
+        return np.asarray(out).reshape(self.capacity, self.n_classes)[:n]
+
+
 class TfliteModel:
     """One emotion model: ``classify(frame, boxes)`` gives one probability row per face.
 
@@ -100,10 +175,14 @@ class TfliteModel:
         self._content = content
         self.delegate_in_use = "cpu"
         self.fallback_reason: str | None = None
+        self.delegate_fallbacks = 0  # times a delegate failed after start and the CPU took over
         self._delegate_library: str | None = None
+        self._gpu: GpuRunner | None = None
         first = self._build_with_delegate(delegate, fallback)
         self._input = first.get_input_details()[0]
         self._output = first.get_output_details()[0]
+        if delegate == "gpu":
+            self._start_gpu(fallback)
         try:
             check_against_tensors(self.manifest, self._input, self._output, source=str(self.path))
         except ManifestError as exc:
@@ -127,25 +206,22 @@ class TfliteModel:
             raise ModelError(f"cannot load model {self.path}: {exc}") from None
         return interp
 
-    def _load_delegate(self, spec: str) -> tuple[object, str]:
-        """(delegate, library) for "gpu" (the usual GPU libraries in turn) or a library path."""
-        libraries = GPU_DELEGATE_LIBRARIES if spec == "gpu" else (spec,)
-        errors = []
-        for lib in libraries:
-            try:
-                ctypes.CDLL(lib)  # a clean OSError for a missing library, before LiteRT tries
-                return self._lite.load_delegate(lib), lib
-            except (ValueError, RuntimeError, OSError) as exc:
-                msg = str(exc).splitlines()[0]
-                errors.append(msg if lib in msg else f"{lib}: {msg}")
-        raise ModelError(f"delegate {spec!r} could not be loaded ({'; '.join(errors)})")
+    def _load_delegate(self, library: str) -> object:
+        """A vendor delegate library (EdgeTPU, Hexagon, ...) for the interpreter."""
+        try:
+            ctypes.CDLL(library)  # a clean OSError for a missing library, before LiteRT tries
+            return self._lite.load_delegate(library)
+        except (ValueError, RuntimeError, OSError) as exc:
+            msg = str(exc).splitlines()[0]
+            raise ModelError(f"delegate {library!r} could not be loaded ({msg if library in msg else f'{library}: {msg}'})") from None
 
     def _build_with_delegate(self, spec: str, fallback: bool):
-        if spec == "cpu":
+        """The interpreter: plain for "cpu" and "gpu" (the GPU runs beside it, see ``_start_gpu``;
+        the interpreter gives the tensor details and is the CPU fallback), else with the library."""
+        if spec in ("cpu", "gpu"):
             return self._interpreter()
         try:
-            delegate, library = self._load_delegate(spec)
-            interp = self._interpreter([delegate])
+            interp = self._interpreter([self._load_delegate(spec)])
         except ModelError as exc:
             if not fallback:
                 raise ModelError(f"{exc}; set classifier.fallback: true to run on the CPU instead") from None
@@ -153,9 +229,37 @@ class TfliteModel:
             log.warning("%s; falling back to the CPU", exc)
             return self._interpreter()
         self.delegate_in_use = spec
-        self._delegate_library = library
-        log.info("model %s runs on delegate %s", self.path.name, library)
+        self._delegate_library = spec
+        log.info("model %s runs on delegate %s", self.path.name, spec)
         return interp
+
+    def _start_gpu(self, fallback: bool) -> None:
+        try:
+            self._gpu = GpuRunner(self._content, self.threads, int(self._output["shape"][-1]), self._output["dtype"])
+        except ModelError as exc:
+            if not fallback:
+                raise ModelError(f"classifier.delegate gpu: {exc}; set classifier.fallback: true to run on the CPU instead") from None
+            self.fallback_reason = str(exc)
+            log.warning("classifier.delegate gpu: %s; falling back to the CPU", exc)
+            return
+        self.delegate_in_use = self._gpu.describe()
+        log.info("model %s runs on %s", self.path.name, self.delegate_in_use)
+
+    def _gpu_failed(self, exc: Exception) -> None:
+        """The GPU broke after start: the CPU takes over for good (logged, counted, not retried)."""
+        self._gpu = None
+        self.delegate_fallbacks += 1
+        self.delegate_in_use = "cpu"
+        self.fallback_reason = f"gpu failed while running: {' '.join(str(exc).split())[:200]}"
+        log.warning("model %s: %s; running on the CPU from now on", self.path.name, self.fallback_reason)
+
+    def info(self) -> dict:
+        """What runs, for logs, stats and metrics."""
+        out = {"model": self.path.name, "quantization": self.manifest.quantization.type,
+               "delegate": self.delegate_in_use, "delegate_fallbacks": self.delegate_fallbacks}
+        if self.fallback_reason:
+            out["fallback_reason"] = self.fallback_reason
+        return out
 
     def _for_batch(self, n: int):
         """The interpreter allocated for a batch of ``n`` (built on first use, LRU-bounded)."""
@@ -182,6 +286,11 @@ class TfliteModel:
             return np.empty((0, len(self.labels)), np.float32)
         if self._fixed_batch == 1 and n > 1:  # a model exported with batch 1: one face at a time
             return np.concatenate([self.predict(batch[i : i + 1]) for i in range(n)])
+        if self._gpu is not None:
+            try:
+                return _dequantize(self._gpu.run(batch), self._output)
+            except (RuntimeError, ValueError, OSError) as exc:
+                self._gpu_failed(exc)
         interp = self._for_batch(n)
         interp.set_tensor(self._input["index"], batch)
         interp.invoke()

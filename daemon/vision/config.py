@@ -10,8 +10,8 @@ from ..configbase import Section
 class PipelineConfig(Section):
     max_faces: int = Field(8, ge=1, le=64, title="most faces published per frame (largest first)")
     classify_per_frame: int = Field(
-        0, ge=0, title="most faces classified in one frame, those waited longest first (0 = every due face); with "
-                       "classifier.max_rate_hz this spreads many faces over frames")
+        0, ge=0, title="most faces classified in one frame, even new ones (0 = what classifier.max_rate_hz spreads "
+                       "over frames, plus every new face on its first frame)")
     min_face_px: int = Field(0, ge=0, title="faces narrower than this (frame pixels) are tracked and counted but not "
                                             "classified (counted in stats as small)")
     min_sharpness: float = Field(

@@ -1,4 +1,5 @@
-"""One processed frame: detect (every Nth frame) → track → classify → smooth → face signals.
+"""One processed frame: detect (every Nth frame) → track → classify (rate-limited per face,
+see ``schedule``) → smooth → face signals.
 
 Detection frames search around every tracked face (a ~100x100 px search) and run one part of
 a whole-frame scan for new faces, split so that no frame pays for all of it: the full scan is
@@ -7,10 +8,10 @@ detection frame scans the whole frame. With ``search_near_tracks`` off (many sma
 rounds only run the spread scan, and tell the tracker which faces each round could have seen.
 See bench/RESULTS.md for the profiles behind this.
 
-Classification is bounded per frame whatever the number of faces: each face at most
-``classifier.max_rate_hz`` times a second and at most ``classify_per_frame`` faces a frame,
-those waited longest first; faces too small or too blurred to read are tracked and published
-without an emotion, and counted.
+Classification is bounded per frame whatever the number of faces (``schedule``): each face at
+most ``classifier.max_rate_hz`` times a second, round-robin, and at most
+``pipeline.classify_per_frame`` faces a frame; faces too small or too blurred to read are
+tracked and published without an emotion, and counted.
 
 The pipeline takes its own config sections (``detector``, ``tracker``, ``classifier``, the face
 signals' sections, ``pipeline``), never the daemon's whole config and never the runtime.
@@ -32,6 +33,7 @@ from ..types import Box, Detection, FaceState, Frame, Observation
 from .config import PipelineConfig
 from .detectors import make_detector
 from .detectors.base import BaseDetectorConfig, drop_duplicates
+from .schedule import ClassifySchedule
 from .signals import SIGNALS, SignalConfig, build_signals
 from .tracking import Track, Tracker, TrackerConfig
 from .zones import ZoneConfig
@@ -59,10 +61,10 @@ class Pipeline:
         self.tracker = Tracker(tracker, zones)
         self.model = TfliteModel.from_config(classifier)
         self.labels: tuple[str, ...] = tuple(self.model.labels)
+        self.schedule = ClassifySchedule(classifier.max_rate_hz, options.classify_per_frame)
         self.signals = build_signals(signals, threads=classifier.threads)
         self.options = options
         self.max_faces = options.max_faces
-        self.min_interval = 1.0 / classifier.max_rate_hz if classifier.max_rate_hz else 0.0
         self.stats = stats or PipelineStats()
         self.stage: tuple[str, float] | None = None
         self._n = 0
@@ -75,10 +77,9 @@ class Pipeline:
                    options=cfg.pipeline, stats=stats, zones=cfg.zones)
 
     @property
-    def model_info(self) -> dict[str, str]:
+    def model_info(self) -> dict:
         """What runs, for logs, stats and metrics: model file, quantization, delegate in use."""
-        m = self.model
-        return {"model": m.path.name, "quantization": m.manifest.quantization.type, "delegate": m.delegate_in_use}
+        return self.model.info()
 
     def _enter(self, name: str) -> float:
         t = time.perf_counter()
@@ -131,25 +132,18 @@ class Pipeline:
                 return False
         return True
 
-    def _to_classify(self, image: np.ndarray, tracks: list[Track], t: float) -> list[Track]:
-        """The faces classified on this frame: due (max_rate_hz), freshly detected or never
-        classified, readable, those waited longest first, at most classify_per_frame."""
-        due = [tr for tr in tracks
-               if tr.t_classified is None or (t - tr.t_classified >= self.min_interval and (tr.fresh or not self.min_interval))]
-        due.sort(key=lambda tr: -1.0 if tr.t_classified is None else tr.t_classified)
-        limit = self.options.classify_per_frame or len(due)
-        chosen: list[Track] = []
-        grey = None
-        for tr in due:
-            if len(chosen) >= limit:
-                break
-            if tr.extra.get("unreadable_at") == tr.hits:
-                continue  # judged on this very detection already: no new pixels to look at
-            if not self._readable(grey, image, tr):
-                tr.extra["unreadable_at"] = tr.hits
-                continue
-            chosen.append(tr)
-        return chosen
+    def _readable_tracks(self, image: np.ndarray, tracks: list[Track]) -> list[Track]:
+        """The tracks big and sharp enough to classify; each detection is judged once (a
+        held or predicted box brings no new pixels), and each refusal is counted."""
+        out = []
+        for tr in tracks:
+            verdict = tr.extra.get("readable")
+            if verdict is None or verdict[0] != tr.hits:
+                verdict = (tr.hits, self._readable(None, image, tr))
+                tr.extra["readable"] = verdict
+            if verdict[1]:
+                out.append(tr)
+        return out
 
     def process(self, frame: Frame) -> Observation:
         t_start = time.perf_counter()
@@ -173,17 +167,17 @@ class Pipeline:
 
         faces: list[FaceState] = []
         if tracks:
-            chosen = self._to_classify(frame.image, tracks, frame.t_capture)
-            if chosen:
+            alive = {tr.id for tr in self.tracker.tracks if tr.confirmed}
+            due = self.schedule.due(self._readable_tracks(frame.image, tracks), frame.t_capture, alive)
+            if due:
                 t0 = self._enter("classify")
-                probs = self.model.classify(frame.image, [tr.box for tr in chosen])
+                probs = self.model.classify(frame.image, [tr.box for tr in due])
                 self._leave("classify", t0)
-                for tr, p in zip(chosen, probs):
+                for tr, p in zip(due, probs):
                     self.tracker.smooth(tr, p)
-                    tr.t_classified = frame.t_capture
             primary = self.tracker.primary
             for tr in tracks:
-                smoothed = tr.probs
+                smoothed = tr.probs  # held between classifications; None: not classified yet
                 k = int(np.argmax(smoothed)) if smoothed is not None else -1
                 faces.append(
                     FaceState(

@@ -95,3 +95,5 @@ class DaemonCollector:
         if model:
             info.add_metric([model["model"], model["quantization"], model["delegate"], __version__], 1)
         yield info
+        yield CounterMetricFamily("emotiond_delegate_fallbacks", "times the classifier's delegate (e.g. the GPU) failed "
+                                  "after start and the CPU took over", value=(model or {}).get("delegate_fallbacks", 0))

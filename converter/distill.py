@@ -1,0 +1,318 @@
+"""Distil a teacher (the shipped ensemble) into one student network, resumably.
+
+The student learns from the teacher's soft targets together with the hard labels:
+
+    loss = alpha · T² · KL(teacher_T ‖ student_T) + (1 - alpha) · CE(label, student)
+
+where ``p_T`` is ``softmax(log p / T)``. The teacher's targets are its **mirror-averaged**
+probabilities (the face and its mirror, as the daemon runs it); they are symmetric under the
+horizontal flip, so the flip augmentation leaves them valid. They are computed once per split
+and cached in the run folder (``teacher_<split>.npz``, keyed by the teacher file's SHA-256 and
+the images), because the teacher costs several student passes per face.
+
+The run folder has the same shape as ``converter train``'s: ``train_config.json``,
+``log_distill.csv``, ``best.keras`` (selected on the validation split), ``best.json``,
+``curves.png`` and a ``BackupAndRestore`` checkpoint every epoch, so a killed run continues
+where it stopped when started again with the same ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Split, load_split, print_counts, tf_dataset
+from .train import NORMALIZE, _best_so_far, _RecordBest, _schedule, _verbose, plot_curves
+
+PHASE = "distill"
+
+
+@dataclass
+class DistillConfig:
+    data: str
+    out: str
+    teacher: str = "models/emotion_fp16.tflite"
+    init_tflite: str | None = None  # start from a member inside a float .tflite (e.g. the teacher)
+    init_member: str = "member0"  # which network of init_tflite ("" for a single network)
+    init: str | None = None  # or start from a .keras model's weights
+    weights: str | None = None  # or from ImageNet (local .h5)
+    input_size: int = 48
+    backbone_size: int = 96
+    alpha: float = 1.0  # MobileNetV2 width multiplier
+    temperature: float = 3.0
+    kd_weight: float = 0.8  # "alpha" of the distillation loss: the soft targets' share
+    label_smoothing: float = 0.0
+    batch: int = 64
+    epochs: int = 6
+    steps_per_epoch: int | None = None  # shorter "epochs" (checkpoint, validation, log) than one pass
+    lr: float = 1e-4
+    warmup_epochs: float = 0.2
+    dropout: float = 0.3
+    patience: int = 4
+    seed: int = 1337
+    train_split: str = "train"
+    val_split: str = "test"
+    limit: int | None = None  # smoke tests: use only N training images
+    teacher_batch: int = 64
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _images_key(split: Split) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(split.paths).encode() if split.paths is not None else split.pixels.tobytes())
+    h.update(split.y.tobytes())
+    return h.hexdigest()
+
+
+def _teacher_predict(teacher: Path, batch: int):
+    """A function: normalised (N, H, W, 1) float32 faces → teacher probabilities (N, C)."""
+    if teacher.suffix == ".keras":
+        import keras
+
+        model = keras.models.load_model(teacher, compile=False)
+        return lambda x: np.asarray(model.predict(x, batch_size=batch, verbose=0), np.float32)
+    from ai_edge_litert.interpreter import Interpreter
+
+    # one thread: the teacher runs beside other work; batches amortise the per-invoke cost
+    it = Interpreter(str(teacher), num_threads=1)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    if inp["dtype"] != np.float32:
+        raise ValueError(f"teacher {teacher} is quantised ({inp['dtype'].__name__} input); use its float model")
+    shape = [None]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if shape[0] != x.shape[0]:
+            it.resize_tensor_input(inp["index"], list(x.shape))
+            it.allocate_tensors()
+            shape[0] = x.shape[0]
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return np.array(it.get_tensor(out["index"]), np.float32)
+
+    return run
+
+
+def teacher_targets(cfg: DistillConfig, split: Split, out: Path) -> np.ndarray:
+    """The teacher's mirror-averaged probabilities for every image of ``split`` (in order),
+    from the cache when it was made by the same teacher on the same images."""
+    teacher = Path(cfg.teacher)
+    if not teacher.is_file():
+        raise FileNotFoundError(f"teacher model not found: {teacher}")
+    key = {"teacher_sha256": _sha256(teacher), "images": _images_key(split), "input_size": cfg.input_size}
+    cache = out / f"teacher_{split.name}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            if json.loads(str(z["key"])) == key:
+                print(f"teacher targets for {split.name}: cached in {cache}")
+                return z["probs"]
+        print(f"teacher targets in {cache} are for another teacher or other images; recomputing")
+    predict = _teacher_predict(teacher, cfg.teacher_batch)
+    size = (cfg.input_size, cfg.input_size)
+    # the same decoding and resizing as the training pipeline, without shuffling or augmentation
+    ds = tf_dataset(split, size, 1, cfg.teacher_batch, False, cfg.seed, None, NORMALIZE)
+    probs, t0 = [], time.time()
+    for x, _ in ds.as_numpy_iterator():
+        x = np.ascontiguousarray(x, np.float32)
+        probs.append((predict(x) + predict(np.ascontiguousarray(x[:, :, ::-1]))) / 2)
+    p = np.concatenate(probs).astype(np.float32)
+    acc = float(np.mean(p.argmax(1) == split.y))
+    print(f"teacher targets for {split.name}: {len(p)} faces in {time.time() - t0:.0f} s, teacher accuracy {acc:.4f}")
+    np.savez_compressed(cache, probs=p, key=json.dumps(key))
+    return p
+
+
+def distill_loss(n: int, temperature: float, kd_weight: float, label_smoothing: float = 0.0):
+    """Keras loss on ``y_true = [teacher probabilities (n), one-hot label (n)]`` and the
+    student's softmax output."""
+    import keras
+    from keras import ops
+
+    t = float(temperature)
+    ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=None)
+
+    def loss(y_true, y_pred):
+        soft, hard = y_true[:, :n], y_true[:, n:]
+        # log p is the logits up to a constant, so softmax(log p / T) is the tempered softmax
+        log_s = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-7, 1.0)) / t, axis=-1)
+        p_t = ops.softmax(ops.log(ops.clip(soft, 1e-7, 1.0)) / t, axis=-1)
+        kl = ops.sum(p_t * (ops.log(ops.clip(p_t, 1e-7, 1.0)) - log_s), axis=-1)
+        return kd_weight * t * t * kl + (1.0 - kd_weight) * ce(hard, y_pred)
+
+    loss.__name__ = "distill_loss"
+    return loss
+
+
+def _metrics(n: int) -> list:
+    from keras import ops
+
+    def accuracy(y_true, y_pred):  # against the labels
+        return ops.cast(ops.argmax(y_true[:, n:], -1) == ops.argmax(y_pred, -1), "float32")
+
+    def teacher_agreement(y_true, y_pred):
+        return ops.cast(ops.argmax(y_true[:, :n], -1) == ops.argmax(y_pred, -1), "float32")
+
+    return [accuracy, teacher_agreement]
+
+
+def _with_targets(ds_of_index, soft: np.ndarray, y: np.ndarray, n: int):
+    """Swap the dataset's labels (here: image indices) for [teacher probabilities, one-hot]."""
+    import tensorflow as tf
+
+    soft_t, y_t = tf.constant(soft), tf.constant(y)
+
+    def targets(x, idx):
+        return x, tf.concat([tf.gather(soft_t, idx), tf.one_hot(tf.gather(y_t, idx), n)], axis=-1)
+
+    return ds_of_index.map(targets)
+
+
+def build_student(cfg: DistillConfig, n: int):
+    from .model import build_model
+
+    model, backbone = build_model(
+        "mobilenetv2", n, cfg.input_size, 1, cfg.backbone_size, cfg.alpha, cfg.weights, cfg.dropout
+    )
+    if cfg.init_tflite:
+        from .tflite_weights import load_mobilenetv2_from_tflite
+
+        load_mobilenetv2_from_tflite(model, cfg.init_tflite, cfg.init_member)
+        print(f"student starts from {cfg.init_member or 'the network'} of {cfg.init_tflite}")
+    elif cfg.init:
+        if not Path(cfg.init).is_file():
+            raise FileNotFoundError(f"--init model not found: {cfg.init}")
+        model.load_weights(cfg.init)
+        print(f"student starts from the weights of {cfg.init}")
+    return model, backbone
+
+
+def freeze_batchnorm(model) -> int:
+    """Every BatchNormalization in inference mode, with its statistics and affine terms fixed.
+
+    Keras 3 runs a nested backbone's BatchNorm on batch statistics while training even when the
+    backbone is called with ``training=False``; only a non-trainable BatchNorm uses its moving
+    statistics. A student read back from TFLite has identity BatchNorms (the statistics are
+    folded into the kernels), which batch statistics would wreck: training accuracy falls from
+    84 % to 25 % on the first batch. Convolution kernels and the classifier stay trainable."""
+    from keras import layers
+
+    count = 0
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+            count += 1
+        stack.extend(getattr(layer, "layers", []))
+    return count
+
+
+def distill(cfg: DistillConfig) -> Path:
+    """Run (or resume) distillation; return the path of the best student."""
+    import keras
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    (out / "train_config.json").write_text(
+        json.dumps({**asdict(cfg), "command": "python -m converter " + shlex.join(sys.argv[1:])}, indent=2) + "\n"
+    )
+    train_split = load_split(cfg.data, cfg.train_split)
+    val_split = load_split(cfg.data, cfg.val_split, labels=train_split.labels)
+    if cfg.limit:
+        rng = np.random.default_rng(cfg.seed)
+        train_split = train_split.subset(np.sort(rng.permutation(len(train_split))[: cfg.limit]))
+        val_split = val_split.subset(np.sort(rng.permutation(len(val_split))[: max(64, cfg.limit // 4)]))
+    print_counts(train_split)
+    print_counts(val_split)
+    n = len(train_split.labels)
+
+    soft_train = teacher_targets(cfg, train_split, out)
+    soft_val = teacher_targets(cfg, val_split, out)
+    if soft_train.shape[1] != n:
+        raise ValueError(f"teacher {cfg.teacher} gives {soft_train.shape[1]} classes, the data has {n}")
+
+    from .model import augmentation
+
+    size = (cfg.input_size, cfg.input_size)
+
+    def indexed(split: Split) -> Split:  # labels replaced by indices, to look the targets up
+        return dataclasses.replace(split, y=np.arange(len(split), dtype=np.int32))
+
+    train_ds = _with_targets(
+        tf_dataset(indexed(train_split), size, 1, cfg.batch, True, cfg.seed, augmentation(cfg.seed), NORMALIZE),
+        soft_train, train_split.y, n,
+    )
+    val_ds = _with_targets(
+        tf_dataset(indexed(val_split), size, 1, cfg.batch, False, cfg.seed, None, NORMALIZE), soft_val, val_split.y, n
+    )
+    steps = cfg.steps_per_epoch or math.ceil(len(train_split) / cfg.batch)
+    if cfg.steps_per_epoch:  # the data repeats; each "epoch" is steps_per_epoch batches of it
+        train_ds = train_ds.repeat()
+
+    model, backbone = build_student(cfg, n)
+    freeze_batchnorm(model)
+    opt = keras.optimizers.AdamW(_schedule(cfg, steps), weight_decay=1e-4)
+    model.compile(opt, distill_loss(n, cfg.temperature, cfg.kd_weight, cfg.label_smoothing), metrics=_metrics(n))
+    best = out / "best.keras"
+    if _best_so_far(out) is None:  # the starting point is the bar to beat (a member: already good)
+        start = model.evaluate(val_ds, verbose=0, return_dict=True)
+        print(f"student before distillation: val accuracy {start['accuracy']:.4f}, "
+              f"teacher agreement {start['teacher_agreement']:.4f}")
+        (out / "start.json").write_text(json.dumps(start) + "\n")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / f"backup_{PHASE}")),
+        keras.callbacks.ModelCheckpoint(
+            str(best), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(out),
+        ),
+        keras.callbacks.CSVLogger(str(out / f"log_{PHASE}.csv"), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience),
+        _RecordBest(out),
+    ]
+    t0 = time.time()
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+              callbacks=callbacks, verbose=_verbose())
+    print(f"distillation done in {time.time() - t0:.0f} s")
+    plot_curves(out, phases=(PHASE,))
+    (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    return best
+
+
+def add_parser(sub) -> None:
+    d = DistillConfig(data="", out="")
+    p = sub.add_parser("distill", help="train one student on the ensemble's soft targets and the labels (resumable)")
+    p.add_argument("--data", required=True, help="fer2013.csv or a folder root with <split>/<class>/*.jpg")
+    p.add_argument("--out", required=True, help="run folder: teacher-target cache, checkpoints, logs, best.keras")
+    p.add_argument("--teacher", default=d.teacher, help="float teacher (.tflite or .keras) giving probabilities")
+    p.add_argument("--init-tflite", default=None, help="start the student from a network inside this float .tflite")
+    p.add_argument("--init-member", default=d.init_member, help="which network of --init-tflite ('' for a single one)")
+    p.add_argument("--init", default=None, help="start the student from this .keras model's weights")
+    p.add_argument("--weights", default=None, help="local ImageNet .h5 for MobileNetV2 (no --init*)")
+    p.add_argument("--backbone-size", type=int, default=d.backbone_size)
+    p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNetV2 width multiplier")
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--kd-weight", type=float, default=d.kd_weight, help="share of the soft-target loss (the 'alpha' of KD)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: one pass over the data); shorter epochs checkpoint and validate more often")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (cosine decay)")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--train-split", default=d.train_split)
+    p.add_argument("--val-split", default=d.val_split)
+    p.add_argument("--limit", type=int, default=None, help="use only N training images (smoke tests)")
