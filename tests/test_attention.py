@@ -227,7 +227,8 @@ def test_awake_clips_give_no_alert_also_looped(relpath, tmp_path):
 def test_the_talking_heads_glances_down_read_as_a_lowered_head(tmp_path):
     relpath = "videos/talking_head_640x360.mp4"
     obs = observe(pipeline(tmp_path), read_frames(relpath), clip_fps(relpath))
-    pitch = np.array([o.primary.signal("head_pose")["pitch"] for o in obs])
+    pitch = np.array([o.primary.signal("head_pose")["pitch"] if o.primary else np.nan for o in obs])
+    assert np.isnan(pitch[:3]).all() and not np.isnan(pitch[3:]).any()  # published once confirmed (frame 3)
     assert np.median(pitch[40:70]) < np.median(pitch[180:220]) - 7.0  # notes vs camera
 
 
