@@ -21,6 +21,7 @@ from setuptools.command.build_py import build_py
 # emotion models (emotion_fast, emotion_fp16: 16 MB) stay in the repository.
 PACKAGED_MODELS = (
     "emotion.tflite", "emotion.json",
+    "emotion_fast.tflite", "emotion_fast.json",  # profiles/retail.yaml's one-network model
     "eye_state.tflite", "eye_state.json",
     "face_landmark.tflite",
     "*.onnx",
