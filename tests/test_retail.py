@@ -4,7 +4,6 @@ YuNet shipped in models/, and the driver's seat zone picking the primary face.""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import cv2
 import numpy as np
@@ -260,9 +259,7 @@ def test_a_4k_frame_is_downscaled_with_no_memory_growth():
     for i in range(10):
         pipe.process(Frame(frame, i, i / 25.0, 0.0))
     before = rss_mb()[0]
-    t0 = time.perf_counter()
     faces = [len(pipe.process(Frame(frame, i, i / 25.0, 0.0)).faces) for i in range(10, 40)]
-    assert time.perf_counter() - t0 < 60
     assert max(faces) >= 4
     assert rss_mb()[0] - before < 15.0  # steady state: buffers reused, nothing kept per frame
 
