@@ -168,7 +168,9 @@ class Pipeline:
         faces: list[FaceState] = []
         if tracks:
             alive = {tr.id for tr in self.tracker.tracks if tr.confirmed}
-            due = self.schedule.due(self._readable_tracks(frame.image, tracks), frame.t_capture, alive)
+            # Detection every Nth frame: keep rate-limited classification off those frames.
+            busy = detections is not None and self.every_n > 1
+            due = self.schedule.due(self._readable_tracks(frame.image, tracks), frame.t_capture, alive, busy)
             if due:
                 t0 = self._enter("classify")
                 probs = self.model.classify(frame.image, [tr.box for tr in due])

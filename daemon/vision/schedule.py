@@ -28,6 +28,7 @@ class ClassifySchedule:
         self._last: dict[int, float] = {}  # track id → capture time of its last classification
         self._t_prev: float | None = None
         self._dt: float | None = None  # smoothed frame interval (s)
+        self._busy = 0.0
 
     def _frame_interval(self, t: float) -> float | None:
         if self._t_prev is not None and t > self._t_prev:
@@ -36,14 +37,19 @@ class ClassifySchedule:
         self._t_prev = t
         return self._dt
 
-    def due(self, tracks: Sequence[Track], t: float, alive: set[int] | None = None) -> list[Track]:
+    def due(self, tracks: Sequence[Track], t: float, alive: set[int] | None = None, busy: bool = False) -> list[Track]:
         """The tracks to classify on the frame captured at ``t`` (monotonic seconds); records
         them as classified. ``alive``: ids of every live track (default: ``tracks``), so a face
-        left out for a while (unreadable, lost for a round) keeps its place in the round-robin."""
+        left out for a while (unreadable, lost for a round) keeps its place in the round-robin.
+        ``busy``: this frame already pays for detection, so faces that only wait for their next
+        classification wait one frame more (new faces still go now): the two costliest stages
+        then fall on different frames, which is what the worst frame, and the p99, is made of."""
         alive = {tr.id for tr in tracks} if alive is None else alive
         for gone in [k for k in self._last if k not in alive]:
             del self._last[gone]
         dt = self._frame_interval(t)
+        # The share of busy frames (an EMA): the other frames carry their classifications.
+        self._busy = 0.9 * self._busy + 0.1 * float(busy)
         if not self.period:
             chosen = list(tracks)
         else:
@@ -53,8 +59,9 @@ class ClassifySchedule:
                  and t - self._last[tr.id] >= self.period - _EPS),
                 key=lambda tr: self._last[tr.id],
             )
-            budget = len(tracks) if dt is None else max(1, math.ceil(len(tracks) * dt / self.period - _EPS))
-            chosen = new + waiting[: max(0, budget - len(new))]
+            free = max(0.25, 1.0 - self._busy)
+            budget = len(tracks) if dt is None else max(1, math.ceil(len(tracks) * dt / self.period / free - _EPS))
+            chosen = new + ([] if busy else waiting[: max(0, budget - len(new))])
         if self.max_per_frame:  # a hard cap: new faces beyond it wait for the next frame
             chosen = chosen[: self.max_per_frame]
         for tr in chosen:
