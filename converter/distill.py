@@ -22,16 +22,14 @@ import dataclasses
 import hashlib
 import json
 import math
-import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import Split, load_split, print_counts, tf_dataset
-from .train import NORMALIZE, _best_so_far, _RecordBest, _schedule, _verbose, plot_curves
+from .datasets import Split, tf_dataset
+from .train import NORMALIZE, _best_so_far, _RecordBest, _schedule, _verbose, plot_curves, start_run
 
 PHASE = "distill"
 
@@ -222,20 +220,7 @@ def distill(cfg: DistillConfig) -> Path:
     """Run (or resume) distillation; return the path of the best student."""
     import keras
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    (out / "train_config.json").write_text(
-        json.dumps({**asdict(cfg), "command": "python -m converter " + shlex.join(sys.argv[1:])}, indent=2) + "\n"
-    )
-    train_split = load_split(cfg.data, cfg.train_split)
-    val_split = load_split(cfg.data, cfg.val_split, labels=train_split.labels)
-    if cfg.limit:
-        rng = np.random.default_rng(cfg.seed)
-        train_split = train_split.subset(np.sort(rng.permutation(len(train_split))[: cfg.limit]))
-        val_split = val_split.subset(np.sort(rng.permutation(len(val_split))[: max(64, cfg.limit // 4)]))
-    print_counts(train_split)
-    print_counts(val_split)
+    out, train_split, val_split = start_run(cfg)
     n = len(train_split.labels)
 
     soft_train = teacher_targets(cfg, train_split, out)

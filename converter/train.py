@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import load_split, print_counts, tf_dataset
+from .datasets import Split, load_split, print_counts, tf_dataset
 
 # MobileNetV2 expects [-1, 1]; the small CNN is trained on the same scale for simplicity.
 NORMALIZE = (1 / 127.5, -1.0)
@@ -121,12 +121,10 @@ def plot_curves(out: Path, phases: tuple[str, ...] = ("head", "finetune")) -> Pa
     return path
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; return the path of the best model."""
+def start_run(cfg) -> tuple[Path, Split, Split]:
+    """What a training run and a distillation run both do first: the run folder with its
+    config and command, the seed, and the two splits (subsampled by ``cfg.limit``), counted."""
     import keras
-    import tensorflow as tf
-
-    from .model import augmentation, build_model
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +132,6 @@ def train(cfg: TrainConfig) -> Path:
     (out / "train_config.json").write_text(
         json.dumps({**asdict(cfg), "command": "python -m converter " + shlex.join(sys.argv[1:])}, indent=2) + "\n"
     )
-
     train_split = load_split(cfg.data, cfg.train_split)
     val_split = load_split(cfg.data, cfg.val_split, labels=train_split.labels)
     if cfg.limit:
@@ -143,6 +140,17 @@ def train(cfg: TrainConfig) -> Path:
         val_split = val_split.subset(np.sort(rng.permutation(len(val_split))[: max(64, cfg.limit // 4)]))
     print_counts(train_split)
     print_counts(val_split)
+    return out, train_split, val_split
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; return the path of the best model."""
+    import keras
+    import tensorflow as tf
+
+    from .model import augmentation, build_model
+
+    out, train_split, val_split = start_run(cfg)
     n = len(train_split.labels)
 
     size = (cfg.input_size, cfg.input_size)

@@ -174,3 +174,14 @@ def wait_until(cond, timeout: float = 15.0, step: float = 0.01) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+@pytest.fixture
+def config(tmp_path: Path, emotion_model: Path) -> Path:
+    """A small config file for analyze and results tests: the emotion model under test and the
+    shipped eye model (eyes off when it is absent)."""
+    eye_model = REPO / "models" / "eye_state.tflite"
+    path = tmp_path / "config.yaml"
+    eyes = f"{{model: '{eye_model}'}}" if eye_model.is_file() else "{enabled: false}"
+    path.write_text(f"classifier: {{model: '{emotion_model}'}}\neyes: {eyes}\n")
+    return path

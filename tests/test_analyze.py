@@ -14,21 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, TALKING_HEAD, read_frames, shared_file
+from conftest import TALKING_HEAD, read_frames, shared_file
 from daemon.analyze import Progress
 from daemon.vision.annotate import PRIMARY_BGR
 from daemon.cli import main
 
-EYE_MODEL = REPO / "models" / "eye_state.tflite"
 CLIP_FRAMES = 225  # talking_head_640x360.mp4: 9 s at 25 fps
 
 
-@pytest.fixture
-def config(tmp_path: Path, emotion_model: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    eyes = f"{{model: '{EYE_MODEL}'}}" if EYE_MODEL.is_file() else "{enabled: false}"
-    path.write_text(f"classifier: {{model: '{emotion_model}'}}\neyes: {eyes}\n")
-    return path
 
 
 def video_frames(path: Path) -> tuple[list[np.ndarray], float]:

@@ -16,15 +16,8 @@ from daemon.cli import main
 from daemon.results import columns
 from daemon.vision.signals import signal_columns
 
-EYE_MODEL = REPO / "models" / "eye_state.tflite"
 
 
-@pytest.fixture
-def config(tmp_path: Path, emotion_model: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    eyes = f"{{model: '{EYE_MODEL}'}}" if EYE_MODEL.is_file() else "{enabled: false}"
-    path.write_text(f"classifier: {{model: '{emotion_model}'}}\neyes: {eyes}\n")
-    return path
 
 
 @pytest.fixture

@@ -60,6 +60,18 @@ class Watch:
         ok = self.sub.wait_for(lambda _m: self.frames() > more_than, timeout)
         assert ok, f"the pipeline did not resume (frames stay {self.frames()}):\n{self.daemon.log()[-3000:]}"
 
+    def drop_and_return(self, cam) -> None:
+        """Kill the camera: offline within the stall timeout; start it again: online within
+        RETURN_S, and the pipeline takes frames again."""
+        n = len(self.statuses())
+        cam.kill()
+        self.wait_status(b"offline", n, STALL_S + 10)
+        frames_before = self.frames()
+        n = len(self.statuses())
+        cam.start()
+        self.wait_status(b"online", n, RETURN_S)
+        self.wait_frames(frames_before)
+
     def close(self) -> None:
         try:
             assert self.daemon.terminate(10) == 0
@@ -77,14 +89,7 @@ def test_rtsp_camera_drops_ten_times_and_comes_back(tmp_path, broker, emotion_mo
         w.wait_frames(0)
         usage = []
         for drop in range(11):
-            n = len(w.statuses())
-            cam.kill()
-            w.wait_status(b"offline", n, STALL_S + 10)
-            frames_before = w.frames()
-            n = len(w.statuses())
-            cam.start()
-            w.wait_status(b"online", n, RETURN_S)
-            w.wait_frames(frames_before)
+            w.drop_and_return(cam)
             # The first cycle warms up what FFmpeg allocates once (decoders, buffer pools).
             usage.append(proc_usage(w.daemon.proc.pid))
         first, last = usage[0], usage[-1]
@@ -130,14 +135,7 @@ def test_mjpeg_http_camera_drops_and_comes_back(tmp_path, broker, emotion_model,
     try:
         w.wait_status(b"online", 0, 30)
         w.wait_frames(0)
-        n = len(w.statuses())
-        cam.kill()
-        w.wait_status(b"offline", n, STALL_S + 10)
-        frames_before = w.frames()
-        n = len(w.statuses())
-        cam.start()
-        w.wait_status(b"online", n, RETURN_S)
-        w.wait_frames(frames_before)
+        w.drop_and_return(cam)
     finally:
         w.close()
         cam.kill()

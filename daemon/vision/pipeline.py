@@ -117,14 +117,14 @@ class Pipeline:
         self._part = (part + 1) % parts
         return drop_duplicates(found), None
 
-    def _readable(self, grey: np.ndarray | None, image: np.ndarray, tr: Track) -> bool:
+    def _readable(self, image: np.ndarray, tr: Track) -> bool:
         """Big and sharp enough to classify; counts the reason when not."""
         x, y, w, h = tr.box
         if w < self.options.min_face_px or w < 2 or h < 2:
             self.stats.faces_skipped["small"] += 1
             return False
         if self.options.min_sharpness > 0:
-            face = (grey if grey is not None else image)[y : y + h, x : x + w]
+            face = image[y : y + h, x : x + w]
             if face.ndim == 3:
                 face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
             if face.size == 0 or sharpness(face) < self.options.min_sharpness:
@@ -139,7 +139,7 @@ class Pipeline:
         for tr in tracks:
             verdict = tr.extra.get("readable")
             if verdict is None or verdict[0] != tr.hits:
-                verdict = (tr.hits, self._readable(None, image, tr))
+                verdict = (tr.hits, self._readable(image, tr))
                 tr.extra["readable"] = verdict
             if verdict[1]:
                 out.append(tr)
