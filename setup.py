@@ -22,6 +22,8 @@ from setuptools.command.build_py import build_py
 PACKAGED_MODELS = (
     "emotion.tflite", "emotion.json",
     "emotion_fast.tflite", "emotion_fast.json",  # profiles/retail.yaml's one-network model
+    # the float siblings: classifier.precision auto runs them on x86 CPUs without VNNI/AMX
+    "emotion_fp16.tflite", "emotion_fp16.json", "emotion_fast_fp16.tflite", "emotion_fast_fp16.json",
     "eye_state.tflite", "eye_state.json",
     "face_landmark.tflite",
     "*.onnx",

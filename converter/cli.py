@@ -1,4 +1,4 @@
-"""``python -m converter {counts,train,distill,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
+"""``python -m converter {counts,train,distill,qat,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     from .distill import add_parser as add_distill_parser
 
     add_distill_parser(sub)
+
+    from .qat import add_parser as add_qat_parser
+
+    add_qat_parser(sub)
 
     from .eyes import add_parser as add_eyes_parser
 
@@ -114,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             from .distill import DistillConfig, distill
 
             print(f"best model: {distill(DistillConfig(**{k: v for k, v in vars(args).items() if k != 'cmd'}))}")
+            return 0
+        if args.cmd == "qat":
+            from .qat import QatConfig, qat
+
+            print(f"int8 model: {qat(QatConfig(**{k: v for k, v in vars(args).items() if k != 'cmd'}))}")
             return 0
         if args.cmd == "eyes":
             from .eyes import EyesTrainConfig, train_eyes

@@ -52,13 +52,14 @@ SUFFIX = {"int8": "", "float16": "_fp16", "float32": "_fp32", "dynamic": "_dynam
 Representative = Callable[[], Iterator[list[np.ndarray]]]
 
 
-def to_tflite(model, variant: str, representative: Representative | None = None) -> bytes:
-    """One TFLite flatbuffer of ``model``; ``int8`` needs a representative dataset."""
+def to_tflite(model, variant: str, representative: Representative | None = None, qat: bool = False) -> bytes:
+    """One TFLite flatbuffer of ``model``; ``int8`` needs a representative dataset, unless the
+    model is a quantisation-aware (fake-quant) graph that carries its own ranges (``qat``)."""
     import tensorflow as tf
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    if variant == "int8" and representative is None:
+    if variant == "int8" and representative is None and not qat:
         raise ValueError("int8 conversion needs a representative dataset of real faces")
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "float32":
@@ -66,8 +67,9 @@ def to_tflite(model, variant: str, representative: Representative | None = None)
     if variant == "float16":
         conv.target_spec.supported_types = [tf.float16]
     if variant == "int8":
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if not qat:  # a QAT graph carries its ranges; the builtins-int8 guard would ask for a set anyway
+            conv.representative_dataset = representative
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints its SavedModel signature
@@ -166,6 +168,7 @@ class VariantResult:
     latency_runs: int = 0
     gpu: GpuVerdict | None = None
     error: str | None = None
+    predictions: np.ndarray | None = None  # on the split, as the daemon runs the model
 
 
 def variant_manifest(
@@ -194,16 +197,16 @@ def variant_manifest(
 
 def convert_variant(
     model, variant: str, base: Manifest, split: Split, float_pred: np.ndarray, out_stem: Path,
-    representative: Representative | None, extra: dict, batch: int = 256, latency_runs: int = 200,
+    representative: Representative | None, extra: dict, batch: int = 256, latency_runs: int = 200, qat: bool = False,
 ) -> VariantResult:
     """Convert, write, measure and describe one variant (its files: .tflite, .json, confusion)."""
     result = VariantResult(variant)
-    content = to_tflite(model, variant, representative if variant == "int8" else None)
+    content = to_tflite(model, variant, representative if variant == "int8" else None, qat)
     quant = quantization_of(content, variant)
     manifest = base.model_copy(update={"quantization": quant})
     tfl = TfliteModel(f"<{variant} conversion>", threads=1, content=content, manifest=manifest)
     ev = evaluate_tflite(tfl, split, batch)
-    result.metrics = ev.metrics
+    result.metrics, result.predictions = ev.metrics, ev.predictions
     result.float_agreement = agreement(ev.predictions, float_pred)
     result.latency_ms, result.latency_runs = latency_ms(tfl, split.image(0), latency_runs), latency_runs
     if variant == "float16":

@@ -21,7 +21,7 @@ class TfliteWeightsError(ValueError):
     pass
 
 
-def _conv_weights(path: Path, member: str) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+def conv_weights(path: Path, member: str) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
     """(op, kernel, bias) for every convolution of ``member`` in graph order, and the final
     fully-connected layer's (weights, bias); ``member`` is a substring of the weight names
     (``member0`` in an ensemble, ``""`` for a single network)."""
@@ -36,6 +36,11 @@ def _conv_weights(path: Path, member: str) -> tuple[list[tuple[str, np.ndarray, 
     def const(i: int) -> np.ndarray:
         return np.asarray(it.get_tensor(src.get(int(i), int(i))), dtype=np.float32)
 
+    def bias(o: dict, kernel: np.ndarray) -> np.ndarray:
+        # an all-zero folded bias may be left out of the graph (input index -1)
+        i = int(o["inputs"][2]) if len(o["inputs"]) > 2 else -1
+        return const(i) if i >= 0 else np.zeros(kernel.shape[-1 if o["op_name"] == "DEPTHWISE_CONV_2D" else 0], np.float32)
+
     convs, fc = [], None
     for o in ops:
         if o["op_name"] not in (*CONV_OPS, "FULLY_CONNECTED"):
@@ -44,9 +49,11 @@ def _conv_weights(path: Path, member: str) -> tuple[list[tuple[str, np.ndarray, 
         if member not in names[w]:
             continue
         if o["op_name"] == "FULLY_CONNECTED":
-            fc = (const(o["inputs"][1]), const(o["inputs"][2]))
+            kernel = const(o["inputs"][1])
+            fc = (kernel, bias(o, kernel))
         else:
-            convs.append((o["op_name"], const(o["inputs"][1]), const(o["inputs"][2])))
+            kernel = const(o["inputs"][1])
+            convs.append((o["op_name"], kernel, bias(o, kernel)))
     if not convs or fc is None:
         raise TfliteWeightsError(f"{path}: no convolutions and classifier for {member!r} (is it a float model?)")
     return convs, fc
@@ -60,7 +67,7 @@ def load_mobilenetv2_from_tflite(model, path: str | Path, member: str = "") -> N
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"TFLite file not found: {path}")
-    convs, (fc_w, fc_b) = _conv_weights(path, member)
+    convs, (fc_w, fc_b) = conv_weights(path, member)
     backbone = next(lay for lay in model.layers if lay.name.startswith("mobilenetv2"))
     seq = backbone.layers
     kconvs = [(i, lay) for i, lay in enumerate(seq) if isinstance(lay, (layers.Conv2D, layers.DepthwiseConv2D))]

@@ -47,7 +47,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     c = cfg.classifier
     try:
         m = TfliteModel.from_config(c)
-        results.append(("model", True, f"{c.model} ({m.manifest.quantization.type}, delegate {m.delegate_in_use})"))
+        why = f"; {m.precision_reason}" if m.precision_reason else ""
+        results.append(("model", True, f"{m.path} ({m.manifest.quantization.type}, delegate {m.delegate_in_use}{why})"))
     except ModelError as exc:
         results.append(("model", False, str(exc)))
     for signal in SIGNALS:

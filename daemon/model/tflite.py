@@ -178,6 +178,7 @@ class TfliteModel:
         self.delegate_fallbacks = 0  # times a delegate failed after start and the CPU took over
         self._delegate_library: str | None = None
         self._gpu: GpuRunner | None = None
+        self.precision_reason: str | None = None  # why from_config chose this file over the configured one
         first = self._build_with_delegate(delegate, fallback)
         self._input = first.get_input_details()[0]
         self._output = first.get_output_details()[0]
@@ -259,6 +260,8 @@ class TfliteModel:
                "delegate": self.delegate_in_use, "delegate_fallbacks": self.delegate_fallbacks}
         if self.fallback_reason:
             out["fallback_reason"] = self.fallback_reason
+        if self.precision_reason:
+            out["precision_reason"] = self.precision_reason
         return out
 
     def _for_batch(self, n: int):
@@ -306,4 +309,16 @@ class TfliteModel:
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":
         """The emotion classifier of a ``classifier:`` section: the one place it is built (the
         pipeline and ``emotiond check`` both call this)."""
-        return cls(cfg.model, threads=cfg.threads, delegate=cfg.delegate, fallback=cfg.fallback)
+        from .precision import choose_model
+
+        model = Path(cfg.model)
+        try:
+            quantization = load_manifest(model).quantization.type
+        except ManifestError as exc:
+            raise ModelError(str(exc)) from None
+        choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
+        if choice.reason:
+            log.info("classifier.precision auto: %s", choice.reason)
+        built = cls(choice.path, threads=cfg.threads, delegate=cfg.delegate, fallback=cfg.fallback)
+        built.precision_reason = choice.reason
+        return built

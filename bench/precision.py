@@ -1,0 +1,93 @@
+"""int8 against float per model on this CPU, side by side in one run: what
+``classifier.precision: auto`` decides here, and the figures behind the decision.
+
+    python bench/precision.py                      # the shipped models and their float siblings
+    python bench/precision.py --repeats 5 --runs 100
+
+Each model runs a face and its mirror per invoke (flip averaging, as the daemon does), one
+thread; the figure is the median over ``--repeats`` rounds of the median of ``--runs`` invokes,
+the models interleaved round by round so that a busy neighbour slows them alike. Accuracy and
+agreement come from each model's manifest (FER-2013 PublicTest, measured by the converter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from daemon.model.precision import FLOAT_SUFFIX, _host, float_is_faster  # noqa: E402
+from daemon.model.tflite import TfliteModel  # noqa: E402
+
+PAIRS = ("emotion", "emotion_fast")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(REPO / "models"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=100)
+    a = ap.parse_args()
+
+    machine, flags = _host()
+    faster, why = float_is_faster(machine, flags)
+    shown = sorted(f for f in flags if f in {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+    print(f"CPU: {cpu_model()} ({machine}); flags: {' '.join(shown) or 'none of avx2/fma/avx512/vnni/amx/dotprod'}")
+    print(f"classifier.precision auto: {'float' if faster else 'int8'} ({why})\n")
+
+    paths = []
+    for stem in PAIRS:
+        for name in (stem, stem + FLOAT_SUFFIX):
+            p = Path(a.models) / f"{name}.tflite"
+            if p.is_file():
+                paths.append(p)
+    models = {p: TfliteModel(p, threads=1) for p in paths}
+    face = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    times: dict[Path, list[float]] = {p: [] for p in paths}
+    for _ in range(a.repeats):
+        for p, m in models.items():
+            x = m.preprocessor.prepare_face(face)[None]
+            x = np.concatenate([x, x[:, :, ::-1]])
+            for _ in range(10):
+                m.predict(x)
+            ts = []
+            for _ in range(a.runs):
+                t0 = time.perf_counter()
+                m.predict(x)
+                ts.append(time.perf_counter() - t0)
+            times[p].append(float(np.median(ts)) * 1000)
+
+    print(f"{'model':<26} {'type':<8} {'ms/face':>8} {'vs int8':>8} {'accuracy':>9} {'agrees w/ float':>16}")
+    for stem in PAIRS:
+        base = next((p for p in paths if p.stem == stem), None)
+        for p in (q for q in paths if q.stem in (stem, stem + FLOAT_SUFFIX)):
+            m = models[p].manifest
+            ms = float(np.median(times[p]))
+            ratio = f"{ms / float(np.median(times[base])):.2f}×" if base is not None else "-"
+            acc = f"{m.metrics.accuracy * 100:.2f} %" if m.metrics else "-"
+            agree = m.metrics.float_agreement if m.metrics and m.metrics.float_agreement is not None else 1.0
+            print(f"{p.name:<26} {m.quantization.type:<8} {ms:>8.2f} {ratio:>8} {acc:>9} {agree * 100:>15.1f} %")
+    print(f"\npeak RSS of this process (all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

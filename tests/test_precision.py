@@ -1,0 +1,80 @@
+"""``classifier.precision: auto``: the float sibling runs where XNNPACK's float kernels beat its
+int8 ones (x86 without VNNI/AMX), the int8 model everywhere else, and the choice is reported."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from daemon.model.precision import Choice, choose_model, cpu_flags, float_is_faster
+
+EPYC = ("x86_64", frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}))
+SAPPHIRE_RAPIDS = ("x86_64", frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"}))
+ALDER_LAKE = ("x86_64", frozenset({"avx2", "fma", "avx_vnni"}))
+CORTEX_A76 = ("aarch64", frozenset({"fp", "asimd", "asimddp"}))
+ATOM = ("x86_64", frozenset({"sse4_2"}))
+
+
+def test_cpu_flags_are_read_from_x86_and_arm_cpuinfo():
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd asimddp\nCPU part\t: 0xd0b\n"
+    assert cpu_flags(x86) == {"fpu", "sse2", "avx2", "fma"}
+    assert cpu_flags(arm) == {"fp", "asimd", "asimddp"}
+    assert cpu_flags("") == set()
+
+
+@pytest.mark.parametrize("host, float_wins", [(EPYC, True), (SAPPHIRE_RAPIDS, False), (ALDER_LAKE, False),
+                                             (CORTEX_A76, False), (ATOM, False)])
+def test_float_wins_only_on_x86_with_avx2_and_no_int8_dot_products(host, float_wins):
+    faster, why = float_is_faster(*host)
+    assert faster is float_wins and why
+
+
+@pytest.fixture
+def pair(tmp_path) -> Path:
+    """The shipped int8 model and its float sibling, with manifests, in a folder of their own."""
+    for name in ("emotion_fast.tflite", "emotion_fast.json", "emotion_fast_fp16.tflite", "emotion_fast_fp16.json"):
+        if not (REPO / "models" / name).is_file():
+            pytest.skip(f"models/{name} not built")
+        shutil.copy(REPO / "models" / name, tmp_path / name)
+    return tmp_path / "emotion_fast.tflite"
+
+
+def test_auto_runs_the_float_sibling_on_an_avx2_cpu_and_says_why(pair):
+    choice = choose_model(pair, "auto", "cpu", "int8", EPYC)
+    assert choice.path == pair.with_name("emotion_fast_fp16.tflite")
+    assert "emotion_fast_fp16.tflite instead of emotion_fast.tflite" in choice.reason and "AVX2" in choice.reason
+
+
+def test_the_int8_model_runs_where_int8_is_fast_when_asked_for_as_named_or_off_the_cpu(pair):
+    for host in (SAPPHIRE_RAPIDS, ALDER_LAKE, CORTEX_A76):
+        assert choose_model(pair, "auto", "cpu", "int8", host) == Choice(pair)
+    assert choose_model(pair, "file", "cpu", "int8", EPYC) == Choice(pair)
+    assert choose_model(pair, "auto", "gpu", "int8", EPYC) == Choice(pair)  # the GPU path names its model
+    fp16 = pair.with_name("emotion_fast_fp16.tflite")
+    assert choose_model(fp16, "auto", "cpu", "float16", EPYC) == Choice(fp16)
+
+
+def test_without_a_float_sibling_the_int8_model_runs_and_the_reason_says_so(pair):
+    pair.with_name("emotion_fast_fp16.json").unlink()  # a sibling without its manifest does not count
+    choice = choose_model(pair, "auto", "cpu", "int8", EPYC)
+    assert choice.path == pair and "emotion_fast_fp16.tflite is not beside emotion_fast.tflite" in choice.reason
+
+
+def test_the_classifier_built_from_config_runs_the_choice_and_reports_it(pair, monkeypatch):
+    import daemon.model.precision as precision
+    from daemon.model.config import ClassifierConfig
+    from daemon.model.tflite import TfliteModel
+
+    monkeypatch.setattr(precision, "_host", lambda: EPYC)
+    model = TfliteModel.from_config(ClassifierConfig(model=pair))
+    info = model.info()
+    assert info["model"] == "emotion_fast_fp16.tflite" and info["quantization"] == "float16"
+    assert "instead of emotion_fast.tflite" in info["precision_reason"]
+
+    monkeypatch.setattr(precision, "_host", lambda: SAPPHIRE_RAPIDS)
+    info = TfliteModel.from_config(ClassifierConfig(model=pair)).info()
+    assert info["model"] == "emotion_fast.tflite" and info["quantization"] == "int8" and "precision_reason" not in info
