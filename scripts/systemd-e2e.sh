@@ -160,7 +160,7 @@ listed() { for m in "$@"; do echo "$listing" | grep -q "^$m " || return 1; done;
 ok=1
 [[ $where == /opt/emotiond/venv/lib/python3*/site-packages/daemon/models ]] &&
   listed emotion.tflite eye_state.tflite face_landmark.tflite &&
-  C journalctl -q -u emotiond.service --no-pager -o cat | grep -q 'model emotion.tflite (int8)' && ok=0
+  C journalctl -q -u emotiond.service --no-pager -o cat | grep -qE 'model emotion(_fp16)?\.tflite \((int8|float16)\)' && ok=0
 check "emotiond models: packaged" $ok "$where: $(echo "$listing" | awk 'NR > 2 { printf "%s%s", sep, $1; sep = ", " }')"
 
 # 2. active only after READY=1

@@ -191,10 +191,10 @@ def test_manifest_missing_a_key_names_it(converted, tmp_path):
 def test_a_failing_variant_is_reported_and_the_others_written(tiny_keras, tmp_path, monkeypatch):
     real = convert.to_tflite
 
-    def flaky(model, variant, representative=None):
+    def flaky(model, variant, representative=None, qat=False):
         if variant == "dynamic":
             raise RuntimeError("dynamic-range kernels unavailable")
-        return real(model, variant, representative)
+        return real(model, variant, representative, qat)
 
     monkeypatch.setattr(convert, "to_tflite", flaky)
     stem = tmp_path / "emotion"

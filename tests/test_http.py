@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from broker import Collector, free_port, needs_mosquitto
-from conftest import TALKING_HEAD, read_frames, shared_file
+from conftest import REPO, TALKING_HEAD, read_frames, shared_file
+from daemon.model.precision import choose_model
 from daemon.web.http import PreviewSlot
 from daemon.types import FaceState, Observation
 from daemon_helpers import DaemonProcess, daemon_config, prefix
@@ -132,7 +133,9 @@ def test_metrics_parse_and_the_frame_counter_rises(served):
     assert second["emotiond_outbox_backlog"][0].value >= 0
     assert second["emotiond_fps"][0].value > 0
     (info,) = second["emotiond_model_info"]
-    assert info.labels["delegate"] == "cpu" and info.labels["model"] == "emotion.tflite"
+    # classifier.precision auto: the float sibling on an x86 CPU without VNNI/AMX
+    expected = choose_model(REPO / "models" / "emotion.tflite", "auto", "cpu", "int8").path.name
+    assert info.labels["delegate"] == "cpu" and info.labels["model"] == expected
     buckets = [s for s in second["emotiond_stage_latency_seconds_bucket"] if s.labels["stage"] == "classify"]
     counts = [s.value for s in buckets]
     assert buckets[-1].labels["le"] == "+Inf" and counts[-1] > 0

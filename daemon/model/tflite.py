@@ -317,8 +317,8 @@ class TfliteModel:
         except ManifestError as exc:
             raise ModelError(str(exc)) from None
         choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
-        if choice.reason:
-            log.info("classifier.precision auto: %s", choice.reason)
+        if choice.reason:  # the daemon logs it at start-up (with the model line); analyze stays quiet
+            log.debug("classifier.precision auto: %s", choice.reason)
         built = cls(choice.path, threads=cfg.threads, delegate=cfg.delegate, fallback=cfg.fallback)
         built.precision_reason = choice.reason
         return built

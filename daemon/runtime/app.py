@@ -281,6 +281,8 @@ class Daemon:
         log.info("emotiond running: device %s, source %s, model %s (%s), delegate %s, outputs %s", cfg.device,
                  cfg.source.uri, info["model"], info["quantization"], info["delegate"],
                  ", ".join(p.name for p in self.publisher.publishers))
+        if info.get("precision_reason"):
+            log.info("classifier.precision auto: %s", info["precision_reason"])
         systemd.notify("READY=1")
         wd = systemd.watchdog_interval()
         was_healthy = True
