@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,12 +41,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_of(path: Path) -> str:
+    """Resident memory of a fresh process holding only this classifier: loaded, then after
+    batches of 1, 2 and 8 faces with their mirrors (each batch size keeps an interpreter, and
+    each interpreter its own packed weights)."""
+    m = TfliteModel(path, threads=1)
+    out = [f"{rss_mb():.0f}"]
+    for faces in (1, 2, 8):
+        m.predict(np.zeros((2 * faces, *m.preprocessor.shape), m.preprocessor.dtype))
+        out.append(f"{rss_mb():.0f}")
+    return " / ".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=str(REPO / "models"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # the child process of the memory column
     a = ap.parse_args()
+    if a.memory_of:
+        print(memory_of(Path(a.memory_of)))
+        return 0
 
     machine, flags = _host()
     faster, why = float_is_faster(machine, flags)
@@ -75,7 +99,10 @@ def main() -> int:
                 ts.append(time.perf_counter() - t0)
             times[p].append(float(np.median(ts)) * 1000)
 
-    print(f"{'model':<26} {'type':<8} {'ms/face':>8} {'vs int8':>8} {'accuracy':>9} {'agrees w/ float':>16}")
+    memory = {p: subprocess.run([sys.executable, __file__, "--memory-of", str(p)], capture_output=True, text=True,
+                                check=True).stdout.strip().splitlines()[-1] for p in paths}
+    print(f"{'model':<26} {'type':<8} {'ms/face':>8} {'vs int8':>8} {'accuracy':>9} {'agrees w/ float':>16}  "
+          f"RSS MB: loaded / 1 / 2 / 8 faces")
     for stem in PAIRS:
         base = next((p for p in paths if p.stem == stem), None)
         for p in (q for q in paths if q.stem in (stem, stem + FLOAT_SUFFIX)):
@@ -84,7 +111,7 @@ def main() -> int:
             ratio = f"{ms / float(np.median(times[base])):.2f}×" if base is not None else "-"
             acc = f"{m.metrics.accuracy * 100:.2f} %" if m.metrics else "-"
             agree = m.metrics.float_agreement if m.metrics and m.metrics.float_agreement is not None else 1.0
-            print(f"{p.name:<26} {m.quantization.type:<8} {ms:>8.2f} {ratio:>8} {acc:>9} {agree * 100:>15.1f} %")
+            print(f"{p.name:<26} {m.quantization.type:<8} {ms:>8.2f} {ratio:>8} {acc:>9} {agree * 100:>15.1f} %  {memory[p]}")
     print(f"\npeak RSS of this process (all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 

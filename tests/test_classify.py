@@ -41,6 +41,24 @@ def test_batch_of_faces_gives_one_probability_row_each(request, fixture, frame_a
     assert model.classify(frame, []).shape == (0, 7)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_emotion_model", "tiny_float_model"])
+def test_batches_beyond_four_faces_are_padded_to_a_power_of_two_with_the_same_rows(request, fixture):
+    """Memory stays bounded with many faces (one interpreter per bucket, not per count), and a
+    padded batch gives each face the row it gets alone."""
+    from daemon.model.tflite import batch_rows
+
+    assert [batch_rows(n) for n in (1, 2, 3, 6, 8, 9, 16, 17, 128)] == [1, 2, 3, 6, 8, 16, 16, 32, 128]
+    model = TfliteModel(request.getfixturevalue(fixture))
+    faces = np.random.default_rng(4).uniform(-1, 1, (11, 48, 48, 1)).astype(np.float32)
+    x = np.stack([model.preprocessor.prepare_face(((f[..., 0] + 1) * 127.5).astype(np.uint8)) for f in faces])
+    alone = np.concatenate([model.predict(x[i : i + 1]) for i in range(len(x))])
+    for n in (3, 7, 9, 11):
+        together = model.predict(x[:n])
+        assert together.shape == (n, 7)
+        assert np.abs(together - alone[:n]).max() < 0.02  # int8 output steps are 1/256
+    assert sorted(model._by_batch) == [1, 3, 7, 16]
+
+
 def test_flip_average_from_the_manifest_averages_each_face_with_its_mirror(tmp_path, tiny_float_model, frame_and_boxes):
     frame, boxes = frame_and_boxes
     plain = TfliteModel(tiny_float_model)

@@ -6,8 +6,8 @@ with ``asimddp``/``i8mm`` (on Arm int8 also halves the memory traffic; not measu
 stays the choice on every non-x86 CPU). On an x86 CPU with AVX2 and FMA but no VNNI
 (most x86 edge boxes and older servers), its float32 kernels are *faster* than its int8 ones:
 measured on an AMD EPYC (AVX2, 1 thread, a face and its mirror per invoke, side by side), one
-MobileNetV2-96 3.29 ms in float against 3.87 ms in int8, and the three-network ensemble 9.9 ms
-against 11.2 ms (`bench/precision.py`). The float model is also the one the figures were measured on (int8
+MobileNetV2-96 3.08 ms in float against 3.79 ms in int8, and the three-network ensemble 9.7 ms
+against 11.0 ms (`bench/precision.py`). The float model is also the one the figures were measured on (int8
 changes the class of about 5 % of faces). So with ``classifier.precision: auto`` (the default) an
 int8 model is swapped for its float sibling ``<stem>_fp16.tflite`` (float16 weights, float32
 arithmetic on the CPU) on such CPUs, when that file and its manifest are there.
