@@ -49,6 +49,29 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def cpu_flags() -> str:
+    """The SIMD flags LiteRT's XNNPACK kernels care about, from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "CPU flags: unknown"
+    wanted = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
+              "asimddp", "i8mm")
+    return "CPU flags: " + (" ".join(w for w in wanted if w in have) or "none of " + " ".join(wanted))
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM (peak resident set) of a running process, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 def machine() -> str:
     """One line: CPU model, core count, load average (other jobs share this machine)."""
     model = "?"

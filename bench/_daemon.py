@@ -17,7 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import yaml
 
-from _common import REPO
+from _common import REPO, peak_rss_mb  # noqa: F401  (re-exported: footprint.py takes it from here)
 
 sys.path.insert(0, str(REPO / "tests"))
 from broker import Broker, make_broker  # noqa: E402
@@ -92,17 +92,6 @@ def start_daemon(config: Path, cpus: str | None = None, nice: int = 0) -> subpro
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """VmHWM (peak resident set) of a running process, in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:

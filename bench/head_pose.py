@@ -40,6 +40,7 @@ from _common import (
     SHARED,
     TALKING_HEAD,
     VIDEOS,
+    cpu_flags,
     machine,
     pct,
     pin_to_core,
@@ -137,17 +138,6 @@ def pose_errors(bases: list[np.ndarray], noise: float, rng, estimate_pose) -> np
                     e = np.abs(np.array(estimate_pose(pts)[:3]) - (yaw, pitch, roll))
                     err.append(np.minimum(e, 360.0 - e))
     return np.array(err)
-
-
-def cpu_flags() -> str:
-    """The SIMD flags LiteRT's XNNPACK kernels care about, from /proc/cpuinfo (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
-    except OSError:
-        return "CPU flags: unknown"
-    wanted = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
-    return "CPU flags: " + (" ".join(w for w in wanted if w in have) or "none of " + " ".join(wanted))
 
 
 def main() -> None:

@@ -13,39 +13,19 @@ agreement come from each model's manifest (FER-2013 PublicTest, measured by the 
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import REPO, cpu_flags, machine, peak_rss_mb, pin_to_core, table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from daemon.model.precision import FLOAT_SUFFIX, _host, float_is_faster  # noqa: E402
-from daemon.model.tflite import TfliteModel  # noqa: E402
+from daemon.model.precision import FLOAT_SUFFIX, _host, float_is_faster
+from daemon.model.tflite import TfliteModel
 
 PAIRS = ("emotion", "emotion_fast")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def memory_of(path: Path) -> str:
@@ -53,10 +33,10 @@ def memory_of(path: Path) -> str:
     batches of 1, 2 and 8 faces with their mirrors (each batch size keeps an interpreter, and
     each interpreter its own packed weights)."""
     m = TfliteModel(path, threads=1)
-    out = [f"{rss_mb():.0f}"]
+    out = [f"{peak_rss_mb(os.getpid()):.0f}"]
     for faces in (1, 2, 8):
         m.predict(np.zeros((2 * faces, *m.preprocessor.shape), m.preprocessor.dtype))
-        out.append(f"{rss_mb():.0f}")
+        out.append(f"{peak_rss_mb(os.getpid()):.0f}")
     return " / ".join(out)
 
 
@@ -71,10 +51,9 @@ def main() -> int:
         print(memory_of(Path(a.memory_of)))
         return 0
 
-    machine, flags = _host()
-    faster, why = float_is_faster(machine, flags)
-    shown = sorted(f for f in flags if f in {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
-    print(f"CPU: {cpu_model()} ({machine}); flags: {' '.join(shown) or 'none of avx2/fma/avx512/vnni/amx/dotprod'}")
+    print(machine(), "|", pin_to_core(0))
+    print(cpu_flags())
+    faster, why = float_is_faster(*_host())
     print(f"classifier.precision auto: {'float' if faster else 'int8'} ({why})\n")
 
     paths = []
@@ -101,18 +80,20 @@ def main() -> int:
 
     memory = {p: subprocess.run([sys.executable, __file__, "--memory-of", str(p)], capture_output=True, text=True,
                                 check=True).stdout.strip().splitlines()[-1] for p in paths}
-    print(f"{'model':<26} {'type':<8} {'ms/face':>8} {'vs int8':>8} {'accuracy':>9} {'agrees w/ float':>16}  "
-          f"RSS MB: loaded / 1 / 2 / 8 faces")
+    rows = []
     for stem in PAIRS:
         base = next((p for p in paths if p.stem == stem), None)
         for p in (q for q in paths if q.stem in (stem, stem + FLOAT_SUFFIX)):
             m = models[p].manifest
             ms = float(np.median(times[p]))
-            ratio = f"{ms / float(np.median(times[base])):.2f}×" if base is not None else "-"
-            acc = f"{m.metrics.accuracy * 100:.2f} %" if m.metrics else "-"
             agree = m.metrics.float_agreement if m.metrics and m.metrics.float_agreement is not None else 1.0
-            print(f"{p.name:<26} {m.quantization.type:<8} {ms:>8.2f} {ratio:>8} {acc:>9} {agree * 100:>15.1f} %  {memory[p]}")
-    print(f"\npeak RSS of this process (all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+            rows.append([
+                p.name, m.quantization.type, f"{ms:.2f}",
+                f"{ms / float(np.median(times[base])):.2f}x" if base is not None else "-",
+                f"{m.metrics.accuracy * 100:.2f} %" if m.metrics else "-", f"{agree * 100:.1f} %", memory[p],
+            ])
+    print(table(rows, ["model", "type", "ms/face", "vs int8", "accuracy", "agrees w/ float",
+                       "RSS MB: loaded / 1 / 2 / 8 faces"]))
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Split, tf_dataset
-from .train import NORMALIZE, _best_so_far, _RecordBest, _schedule, _verbose, plot_curves, start_run
+from .train import NORMALIZE, _best_so_far, _schedule, _verbose, plot_curves, run_callbacks, start_run
 
 PHASE = "distill"
 
@@ -256,19 +256,9 @@ def distill(cfg: DistillConfig) -> Path:
         print(f"student before distillation: val accuracy {start['accuracy']:.4f}, "
               f"teacher agreement {start['teacher_agreement']:.4f}")
         (out / "start.json").write_text(json.dumps(start) + "\n")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / f"backup_{PHASE}")),
-        keras.callbacks.ModelCheckpoint(
-            str(best), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=_best_so_far(out),
-        ),
-        keras.callbacks.CSVLogger(str(out / f"log_{PHASE}.csv"), append=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience),
-        _RecordBest(out),
-    ]
     t0 = time.time()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
-              callbacks=callbacks, verbose=_verbose())
+              callbacks=run_callbacks(out, PHASE, cfg.patience), verbose=_verbose())
     print(f"distillation done in {time.time() - t0:.0f} s")
     plot_curves(out, phases=(PHASE,))
     (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")

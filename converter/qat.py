@@ -40,21 +40,18 @@ Resumable: the weights and the step are saved every ``checkpoint_every`` steps (
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
 import json
 import math
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import load_split, print_counts, tf_dataset
-from .train import NORMALIZE
+from .datasets import tf_dataset
+from .train import NORMALIZE, start_run
 
 PHASE = "qat"
 
@@ -75,7 +72,7 @@ class QatConfig:
     checkpoint_every: int = 100
     seed: int = 1337
     limit: int | None = None  # training images (smoke tests)
-    split: str = "test"
+    val_split: str = "test"  # the split the int8 model is measured on
     eval_limit: int | None = None
     train_split: str = "train"
     flip_average: bool = True
@@ -198,27 +195,17 @@ def _lr_at(cfg: QatConfig, step: int) -> float:
 
 
 def fine_tune(cfg: QatConfig):
-    """Calibrate and fine-tune (resuming from ``cfg.out``); returns (float model, QAT model, labels)."""
+    """Calibrate and fine-tune (resuming from ``cfg.out``); returns (float model, QAT model,
+    validation split, member names)."""
     import tensorflow as tf
     import tf_keras as keras
 
     from .model import augmentation
     from .qat_graph import build_from_tflite, inspect_source
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
     src = inspect_source(cfg.source)
     members = src.members if cfg.members == "all" else [m.strip() for m in cfg.members.split(",")]
-    (out / "train_config.json").write_text(json.dumps(
-        {**dataclasses.asdict(cfg), "members_resolved": members,
-         "command": "python -m converter " + shlex.join(sys.argv[1:])}, indent=2) + "\n")
-    train = load_split(cfg.data, cfg.train_split)
-    if cfg.limit:
-        from .evaluate import limit_split
-
-        train = limit_split(train, cfg.limit, cfg.seed)
-    print_counts(train)
+    out, train, val = start_run(cfg)
     if len(train.labels) != src.n_classes:
         raise ValueError(f"{cfg.source} has {src.n_classes} outputs but {cfg.data} has {len(train.labels)} classes")
 
@@ -290,7 +277,7 @@ def fine_tune(cfg: QatConfig):
                 print(f"step {step}/{cfg.steps}: loss {ml:.4f}, agreement with the float model on the batch {ma:.3f}", flush=True)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint(step)
-    return float_model, qat_model, train.labels
+    return float_model, qat_model, val, members
 
 
 def qat(cfg: QatConfig) -> Path:
@@ -298,11 +285,11 @@ def qat(cfg: QatConfig) -> Path:
     from daemon.model.manifest import load_manifest, manifest_path, save_manifest
 
     from .convert import convert_variant, format_table
-    from .evaluate import agreement, evaluate_keras, float_manifest, limit_split, load_labelled_split
+    from .evaluate import agreement, evaluate_keras, float_manifest, limit_split
 
-    float_model, qat_model, labels = fine_tune(cfg)
-    split = limit_split(load_labelled_split(cfg.data, cfg.split, labels), cfg.eval_limit)
-    base = float_manifest((None, *float_model.input_shape[1:]), labels, cfg.margin, cfg.task)
+    float_model, qat_model, val, members = fine_tune(cfg)
+    split = limit_split(val, cfg.eval_limit)
+    base = float_manifest((None, *float_model.input_shape[1:]), split.labels, cfg.margin, cfg.task)
     if cfg.flip_average:
         base = base.model_copy(update={"flip_average": True})
     t0 = time.time()
@@ -312,12 +299,13 @@ def qat(cfg: QatConfig) -> Path:
           f"on {len(split)} faces ({time.time() - t0:.0f} s)")
     stem = Path(cfg.model_out) if cfg.model_out else Path(cfg.out) / "emotion_qat"
     provenance = json.loads((Path(cfg.out) / "train_config.json").read_text())
+    provenance["members_resolved"] = members
     provenance["float_reference"] = {
         "file": str(cfg.source), "accuracy": reference.metrics.accuracy, "macro_recall": reference.metrics.macro_recall,
     }
     extra = {
         "source_model": Path(cfg.source).name,
-        "data": {"path": str(cfg.data), "split": cfg.split, "representative": "none: ranges trained by QAT"},
+        "data": {"path": str(cfg.data), "split": cfg.val_split, "representative": "none: ranges trained by QAT"},
         "training": provenance,
     }
     result = convert_variant(
@@ -353,7 +341,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--limit", type=int, default=None, help="use only N training images (smoke tests)")
-    p.add_argument("--split", default=d.split, help="split the int8 model is measured on")
+    p.add_argument("--val-split", default=d.val_split, help="split the int8 model is measured on")
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--no-flip-average", dest="flip_average", action="store_false")
     p.add_argument("--latency-runs", type=int, default=d.latency_runs)

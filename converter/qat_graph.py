@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tflite_weights import TfliteWeightsError, conv_weights
+from .tflite_weights import TfliteWeightsError, conv_weights, keras_kernel
 
 # (expansion, stride) of MobileNetV2's 17 inverted-residual blocks; block 0 has no expansion
 BLOCKS = [(1, 1), (6, 2), (6, 1), (6, 2), (6, 1), (6, 1), (6, 2), (6, 1), (6, 1), (6, 1),
@@ -133,10 +133,6 @@ def build_from_tflite(path: str | Path, members: list[str] | None = None):
     n = len(members)
     for convs, (fc_w, fc_b), layers_made, dense in pending:
         for lay, (op, w, b) in zip(layers_made, convs):
-            if isinstance(lay, layers.DepthwiseConv2D):  # [1, h, w, C] → [h, w, C, 1]
-                kernel = w[0].reshape(*w.shape[1:3], -1, 1)
-            else:  # [out, h, w, in] → [h, w, in, out]
-                kernel = w.transpose(1, 2, 3, 0)
-            lay.set_weights([kernel, b])
+            lay.set_weights([keras_kernel(op, w), b])
         dense.set_weights([fc_w.T / n, fc_b / n])  # softmax(mean of logits) = softmax(sum of logits / n)
     return model

@@ -59,6 +59,12 @@ def conv_weights(path: Path, member: str) -> tuple[list[tuple[str, np.ndarray, n
     return convs, fc
 
 
+def keras_kernel(op: str, w: np.ndarray) -> np.ndarray:
+    """A TFLite convolution kernel in Keras's layout: depthwise [1, H, W, C·M] → [H, W, C, M]
+    (M = 1 in MobileNetV2), regular [O, H, W, I] → [H, W, I, O]."""
+    return w[0].reshape(*w.shape[1:3], -1, 1) if op == "DEPTHWISE_CONV_2D" else w.transpose(1, 2, 3, 0)
+
+
 def load_mobilenetv2_from_tflite(model, path: str | Path, member: str = "") -> None:
     """Set the weights of ``model`` (``converter.model.build_model('mobilenetv2', ...)``) from
     the network ``member`` inside the float TFLite file ``path``."""
@@ -77,10 +83,7 @@ def load_mobilenetv2_from_tflite(model, path: str | Path, member: str = "") -> N
         depthwise = isinstance(lay, layers.DepthwiseConv2D)
         if depthwise != (op == "DEPTHWISE_CONV_2D"):
             raise TfliteWeightsError(f"layer {lay.name} is {type(lay).__name__}, the graph has {op}")
-        if depthwise:  # TFLite [1, H, W, C·M] → Keras [H, W, C, M] (M = 1 in MobileNetV2)
-            kernel = w[0].reshape(*w.shape[1:3], -1, 1)
-        else:  # TFLite [O, H, W, I] → Keras [H, W, I, O]
-            kernel = w.transpose(1, 2, 3, 0)
+        kernel = keras_kernel(op, w)
         if tuple(lay.kernel.shape) != kernel.shape:
             raise TfliteWeightsError(f"layer {lay.name}: Keras kernel {tuple(lay.kernel.shape)}, graph {kernel.shape}")
         lay.kernel.assign(kernel)

@@ -168,17 +168,6 @@ def train(cfg: TrainConfig) -> Path:
     train_ds, val_ds = onehot(train_ds), onehot(val_ds)
     best = out / "best.keras"
 
-    def callbacks(phase: str) -> list:
-        return [
-            keras.callbacks.BackupAndRestore(str(out / f"backup_{phase}")),
-            keras.callbacks.ModelCheckpoint(
-                str(best), monitor="val_accuracy", mode="max", save_best_only=True,
-                initial_value_threshold=_best_so_far(out),
-            ),
-            keras.callbacks.CSVLogger(str(out / f"log_{phase}.csv"), append=True),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience),
-            _RecordBest(out),
-        ]
 
     head_done = out / "head_done.weights.h5"
     if cfg.init:
@@ -195,7 +184,7 @@ def train(cfg: TrainConfig) -> Path:
             model.compile(keras.optimizers.Adam(cfg.head_lr), loss, metrics=["accuracy"])
             t0 = time.time()
             model.fit(train_ds, validation_data=val_ds, epochs=cfg.head_epochs, class_weight=weights,
-                      callbacks=callbacks("head"), verbose=_verbose())
+                      callbacks=run_callbacks(out, "head", cfg.patience), verbose=_verbose())
             model.save_weights(head_done)
             print(f"head phase done in {time.time() - t0:.0f} s")
     if backbone is not None:
@@ -207,11 +196,29 @@ def train(cfg: TrainConfig) -> Path:
     model._initial_epoch = None
     t0 = time.time()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, class_weight=weights,
-              callbacks=callbacks("finetune"), verbose=_verbose())
+              callbacks=run_callbacks(out, "finetune", cfg.patience), verbose=_verbose())
     print(f"fine-tune phase done in {time.time() - t0:.0f} s")
     plot_curves(out)
     (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
     return best
+
+
+def run_callbacks(out: Path, phase: str, patience: int) -> list:
+    """One phase's callbacks in a run folder: resumable every epoch (``backup_<phase>``), the
+    best model by validation accuracy across phases and restarts (``best.keras``), the CSV log,
+    early stopping, and ``best.json``. Shared by ``train`` and ``distill``."""
+    import keras
+
+    return [
+        keras.callbacks.BackupAndRestore(str(out / f"backup_{phase}")),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(out),
+        ),
+        keras.callbacks.CSVLogger(str(out / f"log_{phase}.csv"), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
+        _RecordBest(out),
+    ]
 
 
 def _best_so_far(out: Path) -> float | None:
