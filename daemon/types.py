@@ -52,6 +52,9 @@ class FaceState:
     primary: bool
     landmarks: np.ndarray | None
     signals: dict[str, SignalValue]
+    # The 468 FaceMesh points (frame pixels) when the head_pose signal ran on this face in this
+    # frame: the gaze signal crops the eyes from them. Never published.
+    mesh: np.ndarray | None = field(compare=False, repr=False)
 
     def __init__(self, track_id: int, box: Box, probs: np.ndarray | None, label: str | None, confidence: float,
                  primary: bool = False, landmarks: np.ndarray | None = None,
@@ -59,6 +62,7 @@ class FaceState:
         self.track_id, self.box, self.probs, self.label, self.confidence = track_id, box, probs, label, confidence
         self.primary, self.landmarks = primary, landmarks
         self.signals = {**(signals or {}), **signal_values}
+        self.mesh = None
 
     def signal(self, name: str) -> SignalValue:
         """The value of one signal on this face; None when it was not measured."""

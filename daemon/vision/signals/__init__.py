@@ -15,9 +15,11 @@ from typing import Any
 
 from .base import FaceSignal, SignalConfig
 from .eyes import EyeClosure
+from .gaze import Gaze
 from .head_pose import HeadPose
 
-SIGNALS: tuple[type[FaceSignal], ...] = (EyeClosure, HeadPose)
+# Order matters where one signal reads another's work: gaze crops the eyes from head_pose's mesh.
+SIGNALS: tuple[type[FaceSignal], ...] = (EyeClosure, HeadPose, Gaze)
 
 __all__ = ["SIGNALS", "FaceSignal", "SignalConfig", "build_signals", "describe", "signal_cells",
            "signal_columns", "signals_json", "state_schema_properties"]

@@ -36,7 +36,7 @@ FIELDS = ("yaw", "pitch", "roll", "confidence", "ear", "mar", "mouth_width")
 
 
 class HeadPoseConfig(SignalConfig):
-    enabled: bool = Field(False, title="head pose, eye and mouth openness of the primary face from FaceMesh landmarks "
+    enabled: bool = Field(True, title="head pose, eye and mouth openness of the primary face from FaceMesh landmarks "
                                        "(needed by driver_distraction, yawns, degraded monitoring)")
     model: Path = Field(Path("models/face_landmark.tflite"), title="MediaPipe FaceMesh model (.tflite, 468 landmarks)")
     min_face_px: int = Field(48, ge=16, title="smaller faces (box side in pixels) give no reading")
@@ -83,6 +83,7 @@ class HeadPose(FaceSignal):
         if face.track_id not in self._tilt and len(self._tilt) >= TILT_HINTS_KEPT:
             self._tilt.pop(next(iter(self._tilt)))  # bounded: forget the oldest face
         self._tilt[face.track_id] = r.tilt
+        face.mesh = r.landmarks  # for the gaze signal, which runs after this one on the same face
         return {"yaw": r.yaw, "pitch": r.pitch, "roll": r.roll, "confidence": r.pose_confidence,
                 "ear": r.ear, "mar": r.mar, "mouth_width": r.mouth_width}
 
