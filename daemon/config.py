@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model, field_validator, model_validator
 
 from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
@@ -25,7 +25,7 @@ from .model import paths as model_paths
 from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
 from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
-from .rules import RuleConfig
+from .rules import DEFAULT_RULES, RuleConfig
 from .vision.config import PipelineConfig
 from .vision.detectors import DetectorConfig, HaarConfig
 from .vision.signals import SIGNALS
@@ -59,7 +59,9 @@ class _Config(Section):
                                     "(tracker.primary_zone and the visitors rule name them)")
     classifier: ClassifierConfig = ClassifierConfig()
     pipeline: PipelineConfig = PipelineConfig()
-    rules: list[RuleConfig] = Field(default_factory=list, title="event rules, see README")
+    rules: list[RuleConfig] = Field(
+        default_factory=lambda: TypeAdapter(list[RuleConfig]).validate_python(DEFAULT_RULES),
+        title="event rules, see README (default: config.yaml's driver rules and sustained anger)")
     outputs: list[OutputConfig] = Field(
         default_factory=lambda: [MqttOutputConfig()],
         title="where payloads go: mqtt (the mqtt: section) and/or jsonl (JSON lines to a file or stdout)")
@@ -96,6 +98,19 @@ class _Config(Section):
             if name not in self.zones:
                 known = ", ".join(sorted(self.zones)) or "none"
                 raise ValueError(f"{where}: zone {name!r} is not defined under zones: (defined: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_have_their_signals(self) -> _Config:
+        # A driver rule without the signal it reads would run and never alert (distraction
+        # without head pose), or alert wrongly (fatigue without head pose counts a glance down
+        # at the lap as closed eyes): refuse the contradiction with the key path to change.
+        for i, rule in enumerate(self.rules):
+            for key in rule.needs_signals:
+                section = getattr(self, key, None)
+                if section is not None and not section.enabled:
+                    raise ValueError(f"{key}.enabled: rules[{i}] ({rule.type}) needs the {key} signal; "
+                                     f"set {key}.enabled: true or remove the rule")
         return self
 
     @property

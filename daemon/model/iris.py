@@ -55,6 +55,7 @@ class EyeReading:
     width_px: float  # eye width in frame pixels (corner to corner)
     contour: np.ndarray  # (16, 2) float32: the lids in frame pixels (0-8 lower, 9-15 upper)
     iris: np.ndarray  # (5, 2) float32: iris centre and rim in frame pixels
+    contrast: float = 0.0  # grey standard deviation (0-255) of the crop's central eye region
 
 
 class IrisModel:
@@ -104,8 +105,13 @@ class IrisModel:
         self._it.invoke()
         contours = self._it.get_tensor(self._out_contour).reshape(2, 71, 3)[:, :, :2]
         irises = self._it.get_tensor(self._out_iris).reshape(2, 5, 3)[:, :, :2]
-        return (self._measure(contours[0], irises[0], mats[0], False),
+        eyes = (self._measure(contours[0], irises[0], mats[0], False),
                 self._measure(contours[1], irises[1], mats[1], True))
+        for eye, crop in zip(eyes, self._input):
+            # The eye spans the middle 1/2.3 of the crop: sunglasses or a cover make it flat.
+            q = int(_SIZE * (1 - 1 / _CROP_PER_EYE_WIDTH) / 2)
+            eye.contrast = float(crop[q:_SIZE - q, q:_SIZE - q].mean(axis=2).std() * 255.0)
+        return eyes
 
     @staticmethod
     def _measure(contour: np.ndarray, iris: np.ndarray, m: np.ndarray, mirrored: bool) -> EyeReading:

@@ -27,6 +27,16 @@ RuleConfig = Annotated[
     Field(discriminator="type"),
 ]
 
+# The rules of the documented default configuration (config.yaml's ``rules:``): a config that
+# names no rules gets these, so the built-in defaults and config.yaml never differ.
+DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {"type": "driver_fatigue"},
+    {"type": "driver_distraction"},
+    {"type": "driver_monitoring_degraded"},
+    {"type": "driver_absent", "after_s": 5.0},
+    {"type": "sustained_emotion", "emotion": "angry", "threshold": 0.6, "duration_s": 3.0, "cooldown_s": 30.0},
+)
+
 RULE_TYPES: dict[str, type[Rule]] = {
     cls.type: cls for cls in (DriverFatigue, DriverDistraction, DriverMonitoringDegraded, DriverAbsent,
                               SustainedEmotion, EmotionSummary, Visitors)
@@ -74,6 +84,6 @@ class RulesEngine:
 
 
 __all__ = [
-    "RuleConfig", "RuleError", "RulesEngine", "make_rules", "RULE_TYPES", "FatigueLevel", "DistractionLevel",
+    "DEFAULT_RULES", "RuleConfig", "RuleError", "RulesEngine", "make_rules", "RULE_TYPES", "FatigueLevel", "DistractionLevel",
     "DriverFatigueConfig", "DriverDistractionConfig", "DriverMonitoringDegradedConfig", "DriverAbsentConfig", "SustainedEmotionConfig", "EmotionSummaryConfig", "VisitorsConfig",
 ]

@@ -37,6 +37,9 @@ class RuleError(ValueError):
 
 
 class RuleBase(Section):
+    # The face signals' config sections this rule reads (``eyes``, ``head_pose``): a config that
+    # turns one of them off while naming the rule is refused (exit 78), not silently degraded.
+    needs_signals: ClassVar[tuple[str, ...]] = ()
     name: str | None = Field(None, min_length=1, title="name carried in events (default: the rule type)")
     cooldown_s: Seconds = Field(0.0, title="after an alert ends, seconds before this rule may start another")
 

@@ -1,4 +1,4 @@
-"""Driver distraction from head pose: long distraction and visual attention time sharing.
+"""Driver distraction from where the driver looks: long distraction and visual attention time sharing.
 
 Euro NCAP (Safety Assist, driver state monitoring) and the EU ADDW regulation judge two
 patterns of looking away from the road:
@@ -13,16 +13,27 @@ away: ``time_sharing`` → ``distracted`` (long distraction) → ``prompt`` (``p
 ``unresponsive`` (``unresponsive_s``, 6 s). It ends once the head has been back in the road zone
 for ``release_s``. Looking down (a phone, the lap) counts as away like any other direction.
 
-Unknown pose (no face, a low-confidence mesh): the driver is not counted as away, except for
-``lost_hold_s`` right after being away (a head turned far enough to lose the face mesh is
-still turned away). Longer unknown stretches are ``driver_monitoring_degraded``'s business.
+Where the driver looks is ``rules/head.py``'s: gaze (head pose plus the eyes, from the iris)
+where it is readable, else head pose; lowered lids with the head pitched down are a look down.
+Shut lids are not a look away (a driver dozing off drops the head with the eyes shut: that is
+``driver_fatigue``'s sleep, never a distraction).
+
+A look away is one stretch, as the eyes make it, not as single frames read it:
+
+* a return to the road shorter than ``back_min_s`` (a few frames of a head that bobs while the
+  eyes stay on the lap) does not end it (a real glance back at the road takes longer);
+* an unknown stretch (no face, a low-confidence mesh) right after being away continues it for
+  up to ``lost_hold_s`` (a head turned far enough to lose the face mesh is still turned away).
+
+Longer unknown stretches are not counted as away; they are ``driver_monitoring_degraded``'s
+business.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 from pydantic import Field, model_validator
 
@@ -37,7 +48,8 @@ VATS_S = 10.0
 VATS_WINDOW_S = 30.0
 VATS_RESET_S = 2.0
 RELEASE_S = 1.0
-LOST_HOLD_S = 1.0
+LOST_HOLD_S = 1.5
+BACK_MIN_S = 0.3  # a glance back at the road takes a saccade and a fixation: 0.3 s at least
 SAMPLE_HOLD_MAX_S = 0.5  # a frame stands for at most this long (after a stall: unknown)
 
 
@@ -51,6 +63,7 @@ class DistractionLevel(IntEnum):
 
 class DriverDistractionConfig(RuleBase):
     type: Literal["driver_distraction"] = "driver_distraction"
+    needs_signals: ClassVar[tuple[str, ...]] = ("head_pose",)  # gaze is used where it is on, not required
     head: HeadZoneConfig = Field(HeadZoneConfig(), title="the road zone and its per-driver calibration")
     long_s: Seconds = Field(LONG_DISTRACTION_S, title="continuously away this long is a long distraction")
     prompt_s: Seconds = Field(PROMPT_S, title="continuously away this long raises the level to prompt")
@@ -60,6 +73,7 @@ class DriverDistractionConfig(RuleBase):
     vats_reset_s: Seconds = Field(VATS_RESET_S, title="eyes on the road this long without a break restart the time-sharing sum")
     release_s: Seconds = Field(RELEASE_S, title="back in the road zone this long ends the alert")
     lost_hold_s: Seconds = Field(LOST_HOLD_S, title="pose lost right after being away still counts as away this long")
+    back_min_s: Seconds = Field(BACK_MIN_S, title="a return to the road shorter than this does not end a look away")
 
     @model_validator(mode="after")
     def levels_escalate(self) -> DriverDistractionConfig:
@@ -78,22 +92,37 @@ class DriverDistraction(Rule):
         self.cfg: DriverDistractionConfig = cfg
         self.head = HeadTracker(cfg.head)
         self.away = Held()  # continuous time away
-        self.on_road = Held()  # continuous time in the road zone
         self.glances: deque[tuple[float, float]] = deque()  # (t, seconds away) since the last reset
+        self._flicker: list[tuple[float, float]] = []  # road frames inside a look away, not yet known to be one
         self.t_prev: float | None = None
-        self._was_away_t: float | None = None
+        self._was_away_t: float | None = None  # last frame read away, while the look away lasts
+        self._road_since: float | None = None
+        self.source = "head"
         self.ladder = Escalation(self.alerts, urgent=DistractionLevel.UNRESPONSIVE)
         self.zone = "road"
 
     def _away_now(self, obs: Observation) -> bool | None:
         """True away, False in the road zone, None unknown."""
+        t = obs.t
         reading = self.head.update(obs)
+        if reading is not None and reading.lids == "shut":
+            self._was_away_t = self._road_since = None  # a closure, not a look away (and no hold)
+            return None
         if reading is not None:
-            self.zone = reading.zone
-            away = reading.zone != "road"
-            self._was_away_t = obs.t if away else None
-            return away
-        if self._was_away_t is not None and obs.t - self._was_away_t <= self.cfg.lost_hold_s:
+            self.source = reading.source
+            if reading.zone != "road":
+                self.zone = reading.zone
+                self._was_away_t, self._road_since = t, None
+                return True
+            if self._road_since is None:
+                self._road_since = t
+            if self._was_away_t is not None and t - self._road_since < self.cfg.back_min_s:
+                return True  # a flicker back, inside the look away
+            self._was_away_t = None
+            self.zone = "road"
+            return False
+        self._road_since = None
+        if self._was_away_t is not None and t - self._was_away_t <= self.cfg.lost_hold_s:
             return True
         self._was_away_t = None
         return None
@@ -109,9 +138,17 @@ class DriverDistraction(Rule):
         self.t_prev = t
         away = self._away_now(obs)
         away_s = self.away.update(away is True, t)
-        back_s = self.on_road.update(away is False, t)
-        if away:
+        # Time back on the road counts from the first road frame, flicker included: a return
+        # that lasts is a return from its start.
+        back_s = 0.0 if self._road_since is None else t - self._road_since
+        if away and self._road_since is not None:
+            self._flicker.append((t, dt))  # away only if the look away goes on
+        elif away:
+            self.glances.extend(self._flicker)
+            self._flicker.clear()
             self.glances.append((t, dt))
+        else:
+            self._flicker.clear()
         if back_s >= self.cfg.vats_reset_s:
             self.glances.clear()
         vats = self.vats_sum(t)
@@ -129,6 +166,7 @@ class DriverDistraction(Rule):
             "away_s": round(away_s, 3),
             "time_sharing_s": round(vats, 3),
             "direction": self.zone if away else None,
+            "judged_on": self.source,
             "calibrated": self.head.calibrated,
             "road_yaw_deg": round(float(self.head.neutral[0]), 1),
             "road_pitch_deg": round(float(self.head.neutral[1]), 1),

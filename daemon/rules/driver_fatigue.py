@@ -24,6 +24,13 @@ a driver whose head drops is still warned, at 3 s, by the other rule. Without th
 signal the rule counts every closure, as before. This is what lets the Euro NCAP timings be the
 default again: a microsleep alerts at the first 1 s closure (``microsleep_repeat: 1``).
 
+**The eyelid contour** (the ``gaze`` signal, MediaPipe Iris) decides between a closure and a
+look down where the eye model cannot: lids shut over the iris count as closed whatever the head
+does (a nodding, dozing driver stays a fatigue alert: sleep at 3 s, and ``driver_distraction``
+does not count shut lids as looking away); lids with the iris visible between them are open,
+however low (a look at the lap, which the eye model reads "closed"). The eye model still says
+when the eyes are closed; the contour only vetoes closures it can see through.
+
 **Drowsy level** (KSS-like, below the closure levels): PERCLOS over its threshold, or
 ``drowsy_yawns`` yawns within ``drowsy_window_s`` (5 min); long blinks (closures of
 ``long_blink_s`` to ``microsleep_s``) are counted in ``details`` and alert only when
@@ -38,7 +45,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -107,6 +114,7 @@ class FatigueHeadConfig(HeadZoneConfig):
 
 class DriverFatigueConfig(RuleBase):
     type: Literal["driver_fatigue"] = "driver_fatigue"
+    needs_signals: ClassVar[tuple[str, ...]] = ("eyes", "head_pose")  # closures; head pose keeps glances from counting
     head: FatigueHeadConfig = Field(FatigueHeadConfig(), title="with the head_pose signal: the zone where closures count")
     drowsy_window_s: float = Field(DROWSY_WINDOW_S, gt=0, title="window for counting yawns and long blinks, seconds")
     drowsy_yawns: int = Field(DROWSY_YAWNS, ge=1, title="yawns within drowsy_window_s that raise the drowsy level")
@@ -280,19 +288,28 @@ class DriverFatigue(Rule):
 
     def eye_state(self, obs: Observation) -> bool | None:
         """True closed, False open, None unknown (no reading, or the head unreadable). With the
-        head out of the zone, ``self.head_away`` is set and the state is None."""
+        driver looking away, ``self.head_away`` is set and the state is None.
+
+        With the gaze signal, the eyelid contour has the last word on a closure: the eye model
+        reads lowered lids as closed, but lids with the iris visible between them are a look
+        down (or a squint), never a closure; lids shut over the iris are a closure wherever the
+        head points (a dozing driver's head drops with the eyes shut)."""
         face = obs.primary
         reading = self.head.update(obs)
         self.head_away = False
         closed = None if face is None else face.signal("eye_closed")
         if closed is None:
             return None
+        if reading is not None and reading.lids == "shut":
+            return self.eyes.update(closed)
         if has_pose_signal(face):
             if reading is None:
                 return None  # the head cannot be read: neither a closure nor open eyes
             if reading.zone != "road":
                 self.head_away = True  # a glance away with lowered lids: not an eye closure
                 return None
+        if reading is not None and reading.lids is not None:
+            return self.eyes.update(min(closed, 1.0 - self.cfg.closed_on))  # iris visible: open
         return self.eyes.update(closed)
 
     def add_to_perclos(self, t: float, dt: float, closed: bool | None) -> None:

@@ -50,6 +50,8 @@ class GazeConfig(SignalConfig):
                                       "(needs head_pose; driver_distraction judges the road zone on it)")
     model: Path = Field(Path("models/iris_landmark.tflite"), title="MediaPipe Iris model (.tflite, 71 contour + 5 iris points)")
     min_eye_px: float = Field(12.0, gt=0, title="eyes narrower than this (corner to corner, pixels) give no reading")
+    min_contrast: float = Field(
+        6.0, ge=0, title="eye regions flatter than this (grey standard deviation, 0-255) are unreadable: sunglasses, a cover")
 
 
 def eye_angles(dx: float, dy: float) -> tuple[float, float]:
@@ -94,8 +96,8 @@ class Gaze(FaceSignal):
         if eyes is None:
             return None
         width = min(e.width_px for e in eyes)
-        if width < self.cfg.min_eye_px:
-            return None
+        if width < self.cfg.min_eye_px or min(e.contrast for e in eyes) < self.cfg.min_contrast:
+            return None  # too small, or hidden (dark glasses): the model would still answer
         return gaze_value(eyes, float(pose.get("confidence") or 0.0), width / (1.5 * self.cfg.min_eye_px))
 
     @classmethod
