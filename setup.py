@@ -16,7 +16,7 @@ import shutil
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-# The defaults config.yaml names (emotion, eye state, FaceMesh), their manifests, any shipped
+# The defaults config.yaml names (emotion, eye state, FaceMesh, Iris), their manifests, any shipped
 # detector (ONNX), and the cards and licences that must travel with them. The alternative
 # emotion models (emotion_fast, emotion_fp16: 16 MB) stay in the repository.
 PACKAGED_MODELS = (
@@ -25,7 +25,7 @@ PACKAGED_MODELS = (
     # the float siblings: classifier.precision auto runs them on x86 CPUs without VNNI/AMX
     "emotion_fp16.tflite", "emotion_fp16.json", "emotion_fast_fp16.tflite", "emotion_fast_fp16.json",
     "eye_state.tflite", "eye_state.json",
-    "face_landmark.tflite",
+    "face_landmark.tflite", "iris_landmark.tflite",
     "*.onnx",
     "*CARD*.md", "LICENSE*",
 )

@@ -104,13 +104,18 @@ class _Config(Section):
     def _rules_have_their_signals(self) -> _Config:
         # A driver rule without the signal it reads would run and never alert (distraction
         # without head pose), or alert wrongly (fatigue without head pose counts a glance down
-        # at the lap as closed eyes): refuse the contradiction with the key path to change.
+        # at the lap as closed eyes). Rules the file names: the contradiction is refused with
+        # the key path to change. The default rules (no ``rules:`` key): those whose signals the
+        # file turns off are left out, as a shop camera with the driver signals off expects.
+        def off(rule: Any) -> str | None:
+            return next((k for k in rule.needs_signals if not getattr(self, k).enabled), None)
+
+        if "rules" not in self.model_fields_set:
+            object.__setattr__(self, "rules", [r for r in self.rules if off(r) is None])  # frozen: set once, here
         for i, rule in enumerate(self.rules):
-            for key in rule.needs_signals:
-                section = getattr(self, key, None)
-                if section is not None and not section.enabled:
-                    raise ValueError(f"{key}.enabled: rules[{i}] ({rule.type}) needs the {key} signal; "
-                                     f"set {key}.enabled: true or remove the rule")
+            if (key := off(rule)) is not None:
+                raise ValueError(f"{key}.enabled: rules[{i}] ({rule.type}) needs the {key} signal; "
+                                 f"set {key}.enabled: true or remove the rule")
         return self
 
     @property
@@ -221,6 +226,10 @@ def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
                 msg = "unknown key"
+            if not e["loc"] and e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), ValueError):
+                # A whole-config check names its own key path first ("head_pose.enabled: ...").
+                problems.append(str(e["ctx"]["error"]))
+                continue
             problems.append(f"{_loc(e['loc'])}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e["input"], (dict, list)) else ""))
         raise ConfigError(path, problems) from None
     base = base_dir or Path.cwd()

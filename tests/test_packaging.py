@@ -20,7 +20,7 @@ from daemon.config import ConfigError, parse_config
 from daemon.model import paths
 from daemon.model.catalog import installed, table
 
-SHIPPED = ("emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite")
+SHIPPED = ("emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite", "iris_landmark.tflite")
 needs_models = pytest.mark.skipif(not all((REPO / "models" / n).is_file() for n in SHIPPED),
                                   reason="the repository's default models are not in models/")
 

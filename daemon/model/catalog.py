@@ -15,7 +15,7 @@ from .manifest import ManifestError, load_manifest, manifest_path
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
 # Third-party models without a manifest: the task their runner in daemon/ gives them.
-_KNOWN_TASKS = {"face_landmark": "face mesh (head_pose signal)", "face_detection_yunet": "face detection (yunet detector)"}
+_KNOWN_TASKS = {"face_landmark": "face mesh (head_pose signal)", "iris_landmark": "eyelids and iris (gaze signal)", "face_detection_yunet": "face detection (yunet detector)"}
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ from pydantic import Field, model_validator
 from ..configbase import Section
 from ..types import FaceState, Observation
 
-SAMPLE_EVERY_S = 0.2  # calibration samples at most 5 a second (a median over a bounded deque)
-PRIOR_SAMPLES = 5  # the fallback direction counts as this many samples (1 s at 5 Hz) in the median
+SAMPLE_EVERY_S = 0.1  # calibration samples at most 10 a second (a median over a bounded deque)
+PRIOR_SAMPLES = 5  # the fallback direction counts as this many samples (0.5 s at 10 Hz) in the median
 STEADY_DEG = 3.0  # head moved less than this since the last sample: a steady pose
-CALIBRATION_SAMPLES_MAX = 600  # 2 minutes of samples at 5 Hz
+CALIBRATION_SAMPLES_MAX = 600  # a minute of samples at 10 Hz
 # Only a driver with open eyes teaches the road direction: looking down at notes, a phone or
 # the lap lowers the lids (the eye model reads them closed), and that steady pose must not
 # become "the road" (on the talking-head clip it would pull the median 8 degrees down).
@@ -204,7 +204,7 @@ class HeadTracker:
         (the eye model reads the eyes open), the direction only with open lids (``teach``)."""
         yaw, pitch = float(head[0]), float(head[1])
         last = self._last_sample
-        if last is not None and t - last[0] < SAMPLE_EVERY_S:
+        if last is not None and t - last[0] < SAMPLE_EVERY_S - 1e-6:  # frame clocks are not exact
             return
         self._last_sample = (t, yaw, pitch)
         if last is None or t - last[0] > 2 * SAMPLE_EVERY_S or max(abs(yaw - last[1]), abs(pitch - last[2])) > STEADY_DEG:
