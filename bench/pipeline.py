@@ -41,7 +41,7 @@ import numpy as np
 from _common import (IMAGENET_WEIGHTS, PEER_MODEL, REPO, VIDEOS, machine, p50_p99, pin_to_core, require,
                      table)
 
-STAGES = ("decode", "detect", "track", "classify", "eyes", "rules", "total")
+STAGES = ("decode", "detect", "track", "classify", "eyes", "head_pose", "gaze", "rules", "total")
 
 
 @dataclass
