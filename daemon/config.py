@@ -101,6 +101,22 @@ class _Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _signals_have_their_signals(self) -> _Config:
+        # gaze reads head_pose's mesh. Left at its default it follows head_pose off (a config
+        # that turns head pose off means no driver signals); turned on in the file, the
+        # contradiction is refused like a rule's.
+        for signal in SIGNALS:
+            section = getattr(self, signal.config_key)
+            off = next((k for k in signal.needs_signals if not getattr(self, k).enabled), None)
+            if not section.enabled or off is None:
+                continue
+            if signal.config_key in self.model_fields_set and "enabled" in section.model_fields_set:
+                raise ValueError(f"{signal.config_key}.enabled: the {signal.config_key} signal needs the {off} "
+                                 f"signal; set {off}.enabled: true or {signal.config_key}.enabled: false")
+            object.__setattr__(self, signal.config_key, section.model_copy(update={"enabled": False}))
+        return self
+
+    @model_validator(mode="after")
     def _rules_have_their_signals(self) -> _Config:
         # A driver rule without the signal it reads would run and never alert (distraction
         # without head pose), or alert wrongly (fatigue without head pose counts a glance down

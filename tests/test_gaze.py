@@ -254,6 +254,14 @@ def test_a_driver_rule_with_its_signal_off_is_refused_with_the_key_path(tmp_path
     # Gaze is used where it is on, not required: head pose alone still judges the zone.
     path.write_text(yaml.safe_dump({"rules": MINIMAL_RULES, "gaze": {"enabled": False}}))
     assert not load_config(path).gaze.enabled
+    # Gaze reads head pose's mesh: left at its default it follows head pose off (and its model
+    # is not required then); turned on by the file, the contradiction is refused.
+    path.write_text(yaml.safe_dump({"rules": [], "head_pose": {"enabled": False},
+                                    "gaze": {"model": str(tmp_path / "iris_nowhere.tflite")}}))
+    assert not load_config(path).gaze.enabled
+    path.write_text(yaml.safe_dump({"rules": [], "head_pose": {"enabled": False}, "gaze": {"enabled": True}}))
+    with pytest.raises(ConfigError, match=r"gaze\.enabled: the gaze signal needs the head_pose signal"):
+        load_config(path)
 
 
 def test_the_api_has_the_same_defaults(clip_frames):

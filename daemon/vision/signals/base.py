@@ -39,6 +39,9 @@ class FaceSignal(ABC):
     title: ClassVar[str] = ""
     stage: ClassVar[str]
     primary_only: ClassVar[bool] = True
+    # Signals measured before this one on the same face whose results it reads (gaze crops the
+    # eyes from head_pose's mesh): off with them, see ``daemon.config``.
+    needs_signals: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def measure(self, frame_bgr: np.ndarray, face: FaceState) -> SignalValue:

@@ -70,6 +70,7 @@ class Gaze(FaceSignal):
     Config = GazeConfig
     title = "gaze and eyelid openness (MediaPipe Iris)"
     stage = "gaze"
+    needs_signals = ("head_pose",)
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "required": list(FIELDS),
