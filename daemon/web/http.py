@@ -47,6 +47,7 @@ PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("
               "/live.js": ("live.js", "text/javascript; charset=utf-8"), "/live.css": ("live.css", "text/css; charset=utf-8")}
 ROUTES = ["/", "/healthz", "/metrics", "/preview.mjpg", "/stream"]
 HEALTH_EVERY_S = 2.0  # the page's health panel: a stats payload from the snapshot (MQTT's comes every stats_interval_s)
+FIRST_HEALTH_S = 0.5
 PING_EVERY_S = 15.0  # an SSE comment keeps proxies and the browser from timing the stream out
 DRAIN_S = 1.0  # at shutdown, streams get this long to send what is left (the camera going offline)
 
@@ -72,8 +73,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         ep = self.server.endpoint
         if not ep.authorized(self.headers.get("Authorization")):
+            # One challenge per header: Chromium reads only the first of a comma-separated list
+            # and, finding Bearer, would never offer its Basic login (nor use a URL's user:token@).
             self._reply(HTTPStatus.UNAUTHORIZED, b'{"error": "missing or wrong token"}\n', "application/json",
-                        {"WWW-Authenticate": 'Bearer realm="emotiond", Basic realm="emotiond"'})
+                        [("WWW-Authenticate", 'Basic realm="emotiond"'), ("WWW-Authenticate", 'Bearer realm="emotiond"')])
             return
         route = urlsplit(self.path).path
         if route == "/healthz":
@@ -94,12 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, json.dumps({"error": "not found", "routes": ROUTES}).encode() + b"\n",
                         "application/json")
 
-    def _reply(self, status: HTTPStatus, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+    def _reply(self, status: HTTPStatus, body: bytes, ctype: str, headers: list[tuple[str, str]] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
+        for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
@@ -142,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
             with feed.watching(), ep.streaming():
                 self.wfile.write(b"retry: 2000\n\n" + sse_frame("hello", encode(view.page())))
                 seq, msgs = feed.replay()
-                next_health = next_ping = time.monotonic()
+                next_ping = time.monotonic()
+                next_health = next_ping + FIRST_HEALTH_S  # a window long enough for a frame rate
                 while True:
                     self.wfile.write(b"".join(m.data for m in msgs))
                     now = time.monotonic()

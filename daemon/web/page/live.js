@@ -179,8 +179,10 @@ function plot(id, series, lo, hi) {
   g.clearRect(0, 0, w, h);
   const hist = page.history;
   if (!hist.length) return;
-  const t1 = hist[hist.length - 1].t, x = (t) => w - (t1 - t) / WINDOW_S * w, y = (v) => h - 2 - (v - lo) / (hi - lo) * (h - 4);
-  g.strokeStyle = "#262a30"; g.beginPath(); for (let s = 30; s < WINDOW_S; s += 30) { g.moveTo(x(t1 - s), 0); g.lineTo(x(t1 - s), h); } g.stroke();
+  // The span grows with the history up to WINDOW_S, so a page just opened shows its seconds.
+  const t1 = hist[hist.length - 1].t, span = Math.max(30, Math.min(WINDOW_S, t1 - hist[0].t));
+  const x = (t) => w - (t1 - t) / span * w, y = (v) => h - 2 - (v - lo) / (hi - lo) * (h - 4);
+  g.strokeStyle = "#262a30"; g.beginPath(); for (let s = 10; s < span; s += 10) { g.moveTo(x(t1 - s), 0); g.lineTo(x(t1 - s), h); } g.stroke();
   for (const {get, color, fill} of series) {
     g.strokeStyle = color; g.fillStyle = color; g.lineWidth = 1.5; g.beginPath();
     let pen = false;
@@ -199,7 +201,7 @@ function drawPlots() {
   plot("plot-emotion", page.labels.map((label, i) => ({get: (s) => s.probs ? s.probs[label] : null, color: COLORS[i % COLORS.length]})), 0, 1);
   plot("plot-eyes", [{get: (s) => s.eyes, color: "#f5a623"}], 0, 1);
   plot("plot-away", [{get: (s) => s.away, color: "#e5484d", fill: true}], 0, 1);
-  $("plot-window").textContent = `${WINDOW_S / 60} min, newest at the right`;
+  $("plot-window").textContent = `up to ${WINDOW_S / 60} min, newest at the right`;
 }
 
 // -- alerts and events --------------------------------------------------------------------------
@@ -247,7 +249,11 @@ function showRules(rules) {
 }
 
 // -- health ---------------------------------------------------------------------------------------
-function showCamera(online) { pill("camera", online ? "ok" : "bad", online ? "camera online" : "camera offline"); }
+function showCamera(online) {
+  pill("camera", online ? "ok" : "bad", online ? "camera online" : "camera offline");
+  const cell = $("health-camera");
+  if (cell) cell.textContent = online ? "online" : "offline";
+}
 
 function showStats(s) {
   showCamera(s.camera_online);
@@ -271,9 +277,10 @@ function showStats(s) {
 // -- the stream -----------------------------------------------------------------------------------
 function connect() {
   const es = new EventSource("stream");
-  let replaying = true;
-  es.onopen = () => pill("stream-state", "ok", "live");
-  es.onerror = () => pill("stream-state", "wait", es.readyState === EventSource.CLOSED ? "no stream (token?)" : "reconnecting");
+  let replaying = true, stopped = false;
+  es.onopen = () => { stopped = false; pill("stream-state", "ok", "live"); };
+  // After "bye" the browser keeps retrying (a restarted daemon is picked up); the pill keeps saying why.
+  es.onerror = () => { if (!stopped) pill("stream-state", "wait", es.readyState === EventSource.CLOSED ? "no stream (token?)" : "reconnecting"); };
   const on = (name, fn) => es.addEventListener(name, (m) => fn(JSON.parse(m.data)));
   on("hello", (cfg) => {
     page.config = cfg; page.labels = cfg.labels; page.open.clear(); replaying = true;
@@ -286,7 +293,7 @@ function connect() {
   on("stats", showStats);
   on("camera/status", (c) => showCamera(c.online));
   on("rules", (r) => showRules(r.rules));
-  on("bye", () => pill("stream-state", "bad", "daemon stopped"));
+  on("bye", () => { stopped = true; pill("stream-state", "bad", "daemon stopped"); });
 }
 
 setupDrawing();
