@@ -78,6 +78,10 @@ class RulesEngine:
         """The rules' running figures for the live preview."""
         return [line for rule in self.rules for line in rule.overlay()]
 
+    def live(self) -> dict[str, dict[str, Any]]:
+        """Each rule's running figures for the live page, by rule name (rules with none left out)."""
+        return {rule.name: {"type": rule.type, **figures} for rule in self.rules if (figures := rule.live())}
+
     def active(self) -> list[str]:
         """Ids of the alerts open now."""
         return [alert_id for rule in self.rules for alert_id in rule.active_ids()]

@@ -200,3 +200,9 @@ class Rule(ABC):
     def overlay(self) -> list[str]:
         """Text lines this rule shows on the live preview (running figures); none by default."""
         return []
+
+    def live(self) -> dict[str, Any]:
+        """This rule's running figures for the live page (plain JSON values); none by default.
+        Called from the pipeline thread, at most a few times a second and only while a page
+        is open."""
+        return {}

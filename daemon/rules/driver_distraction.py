@@ -100,6 +100,7 @@ class DriverDistraction(Rule):
         self.source = "head"
         self.ladder = Escalation(self.alerts, urgent=DistractionLevel.UNRESPONSIVE)
         self.zone = "road"
+        self._details: dict = {}
 
     def _away_now(self, obs: Observation) -> bool | None:
         """True away, False in the road zone, None unknown."""
@@ -126,6 +127,10 @@ class DriverDistraction(Rule):
             return True
         self._was_away_t = None
         return None
+
+    def live(self) -> dict:
+        """The road zone and its calibration, with the latest step's figures."""
+        return {**self._details, **self.head.live()}
 
     def vats_sum(self, t: float) -> float:
         while self.glances and t - self.glances[0][0] > self.cfg.vats_window_s:
@@ -171,6 +176,7 @@ class DriverDistraction(Rule):
             "road_yaw_deg": round(float(self.head.neutral[0]), 1),
             "road_pitch_deg": round(float(self.head.neutral[1]), 1),
         }
+        self._details = details
         peak = {"level": level, "away_s": round(away_s, 3), "time_sharing_s": round(vats, 3)}
         recovered = back_s >= c.release_s and vats < c.vats_s
         return self.ladder.step(t, obs.t_wall, level, details, peak, recovered)

@@ -259,6 +259,7 @@ class DriverFatigue(Rule):
         self.t_prev: float | None = None
         self.ladder = Escalation(self.alerts, urgent=FatigueLevel.SLEEP)
         self.head = HeadTracker(cfg.head)
+        self._details: dict = {}
         self.head_away = False
         self._pending: list[tuple[float, float]] = []  # closed frames of the closure going on
         self.yawns = Yawns(cfg.yawn_mar, cfg.yawn_min_s, cfg.yawn_width_ratio)
@@ -285,6 +286,10 @@ class DriverFatigue(Rule):
             self._counted = False
         while self.microsleeps and t - self.microsleeps[0] > self.cfg.microsleep_window_s:
             self.microsleeps.popleft()
+
+    def live(self) -> dict:
+        """PERCLOS and the closure so far, with this rule's (tighter) road zone."""
+        return {**self._details, **self.head.live()}
 
     def eye_state(self, obs: Observation) -> bool | None:
         """True closed, False open, None unknown (no reading, or the head unreadable). With the
@@ -368,6 +373,7 @@ class DriverFatigue(Rule):
             "yawns": len(self.yawn_times),
             "long_blinks": len(self.long_blinks),
         }
+        self._details = details
         peak = {"level": level, "perclos": perclos, "closure_s": round(closure_s, 3)}
         recovered = self.recovered.update(closed is False and not drowsy, t) >= self.cfg.release_s
         # A cooldown never silences sleep: Euro NCAP wants it warned every time.

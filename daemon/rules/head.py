@@ -122,10 +122,27 @@ class HeadTracker:
         self.lid_samples: deque[float] = deque(maxlen=CALIBRATION_SAMPLES_MAX)
         self._last_sample: tuple[float, float, float] | None = None  # t, yaw, pitch
         self._absent_since: float | None = None
+        self.last_zone: Zone | None = None  # of the latest reading, for the live page
 
     @property
     def calibrated(self) -> bool:
         return len(self.samples) * SAMPLE_EVERY_S >= self.cfg.calibration_s
+
+    def live(self) -> dict:
+        """The road zone as the live page draws it: the (learned or fallback) road direction,
+        the zone's half-widths around it and how far calibration has come."""
+        c = self.cfg
+        return {
+            "calibrated": self.calibrated,
+            "calibration_done_s": round(len(self.samples) * SAMPLE_EVERY_S, 1),
+            "calibration_s": c.calibration_s,
+            "road_yaw_deg": round(float(self.neutral[0]), 1),
+            "road_pitch_deg": round(float(self.neutral[1]), 1),
+            "yaw_deg": c.yaw_deg,
+            "pitch_down_deg": c.pitch_down_deg,
+            "pitch_up_deg": c.pitch_up_deg,
+            "zone": self.last_zone,
+        }
 
     def reset(self) -> None:
         self.samples.clear()
@@ -184,6 +201,7 @@ class HeadTracker:
         zone = self.zone(float(d[0]), float(d[1]), c.gaze_yaw_deg if eye is not None else None)
         if zone == "road" and lids == "narrowed" and dhead[1] < -c.lid_head_down_deg:
             zone = "down"  # the eyes look down under lowered lids, the head follows a little
+        self.last_zone = zone
         eyes = face.signal("eye_closed")
         eyes_open = "eye_closed" not in face.signals or (eyes is not None and eyes < ATTENTIVE_EYES_BELOW)
         if c.calibrate and eyes_open and lids != "shut" and self._learnable(head, zone):

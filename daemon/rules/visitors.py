@@ -160,6 +160,16 @@ class Visitors(Rule):
         self._reset()
         return [event]
 
+    def live(self) -> dict:
+        """The running period's visitors: here now and gone, in all and per zone."""
+        here = {name: 0 for name in self.per_zone}
+        for v in self.visits.values():
+            for name in v.zone_s:  # here now and seen in the zone during this visit
+                if name in here:
+                    here[name] += 1
+        return {"present": len(self.visits), "left": len(self.total.dwells),
+                "zones": {name: {"visitors": len(t.dwells), "present": here[name]} for name, t in self.per_zone.items()}}
+
     def overlay(self) -> list[str]:
         """Lines for the live preview: the running period's figures."""
         lines = [f"visitors {len(self.total.dwells)} left, {len(self.visits)} here"]

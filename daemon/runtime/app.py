@@ -33,7 +33,7 @@ from ..types import Observation
 from ..vision.annotate import Overlay
 from ..vision.detectors import DetectorError
 from ..vision.pipeline import Pipeline
-from ..web.http import HttpError, HttpServer, PreviewSlot, WebView
+from ..web.http import HttpError, HttpServer, LiveFeed, PreviewSlot, WebView
 from . import systemd
 from .memory import release_freed_memory
 
@@ -43,9 +43,11 @@ log = logging.getLogger("emotiond")
 class Runner:
     """One configured pipeline with its source and rules, running in its own thread."""
 
-    def __init__(self, cfg: Config, publisher: FanOut, stats: PipelineStats, preview: PreviewSlot | None = None) -> None:
+    def __init__(self, cfg: Config, publisher: FanOut, stats: PipelineStats, preview: PreviewSlot | None = None,
+                 live: LiveFeed | None = None) -> None:
         self.cfg = cfg
         self.preview = preview or PreviewSlot()
+        self.live = live or LiveFeed(cfg.device)
         self.publisher = publisher
         self.pipeline = Pipeline.from_config(cfg, stats)  # loads the models: may raise ModelError
         self.rules = RulesEngine(cfg.rules, self.pipeline.labels, cfg.zones)
@@ -106,12 +108,14 @@ class Runner:
                 self.preview.offer(frame.image, obs, Overlay(self.cfg.zones, self.rules.overlay()))
             stats.record("latency", (time.monotonic() - frame.t_capture) * 1000.0)
             self.faces = len(obs.faces)
+            now = time.monotonic()
+            if self.live.due(now):  # a page is open: its gauges and plots move with every sample
+                self.live.sample(now, obs.t_wall, state_payload(obs, self.device), self.rules.live())
             primary = obs.primary
             key = (len(obs.faces), primary.track_id if primary else None, primary.label if primary else None)
             if key != self._state_key or interval == 0:  # 0: every frame (bench/latency.py)
                 self._state_key = key
                 self._state_pending = True
-            now = time.monotonic()
             if self._state_pending and now - self._state_sent >= interval:
                 self.publisher.publish_state(state_payload(obs, self.device))
                 self._state_pending = False
@@ -135,6 +139,10 @@ class Daemon:
         self.runner: Runner | None = None
         self.publisher: FanOut | None = None
         self.preview = PreviewSlot()
+        # The live page's feed rides the publish fan-out as one more output, only with the
+        # endpoint on (it is not rebuilt at a reload, so neither is this choice).
+        self.live = LiveFeed(cfg.device)
+        self._live_output = cfg.http.enabled
         self.http: HttpServer | None = None
 
     # -- commands and signals -------------------------------------------------------------
@@ -236,7 +244,7 @@ class Daemon:
                 publisher = self._make_publisher(new)
             else:
                 publisher = self.publisher
-            runner = Runner(new, publisher, self.stats, self.preview)
+            runner = Runner(new, publisher, self.stats, self.preview, self.live)
         except (ModelError, DetectorError, RuleError, OSError, ValueError) as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             systemd.notify("READY=1")
@@ -254,11 +262,34 @@ class Daemon:
         systemd.notify("READY=1")
 
     def _make_publisher(self, cfg: Config) -> FanOut:
-        return make_publisher(cfg.outputs, OutputContext(cfg.device, cfg.mqtt, cfg.outbox, self.on_command))
+        fanout = make_publisher(cfg.outputs, OutputContext(cfg.device, cfg.mqtt, cfg.outbox, self.on_command))
+        if self._live_output:
+            self.live.device = cfg.device
+            fanout.publishers.append(self.live)
+        return fanout
+
+    def page_info(self) -> dict:
+        """What the live page draws from the config (read anew by each page, so a reload shows)."""
+        cfg, r = self.cfg, self.runner
+        seat = cfg.tracker.primary_zone
+        if isinstance(seat, tuple):
+            x0, y0, x1, y1 = seat
+            seat_polygon = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+        else:
+            seat_polygon = [list(p) for p in cfg.zones[seat].polygon] if seat is not None else None
+        return {
+            "device": cfg.device,
+            "labels": list(r.pipeline.labels) if r else [],
+            "zones": {name: [list(p) for p in zone.polygon] for name, zone in cfg.zones.items()},
+            "seat": {"name": seat if isinstance(seat, str) else None, "polygon": seat_polygon},
+            "rules": [{"name": rule.name or rule.type, "type": rule.type} for rule in cfg.rules],
+            "preview_fps": cfg.http.preview_fps,
+            "sample_hz": self.live.sample_hz,
+        }
 
     def web_view(self) -> WebView:
         return WebView(device=self.cfg.device, healthy=self.healthy, snapshot=self.snapshot, stats=self.stats,
-                       preview=self.preview)
+                       preview=self.preview, live=self.live, page=self.page_info)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -266,7 +297,7 @@ class Daemon:
         cfg = self.cfg
         try:
             self.publisher = self._make_publisher(cfg)
-            self.runner = Runner(cfg, self.publisher, self.stats, self.preview)
+            self.runner = Runner(cfg, self.publisher, self.stats, self.preview, self.live)
             self.http = HttpServer(cfg.http, self.web_view()) if cfg.http.enabled else None
         except (ModelError, DetectorError, RuleError, HttpError) as exc:
             log.error("%s", exc)

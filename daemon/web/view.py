@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..stats import PipelineStats
+from .live import LiveFeed
 from .preview import PreviewSlot
 
 
@@ -21,3 +22,5 @@ class WebView:
     snapshot: Callable[[], dict[str, Any]]  # the stats payload's body, without fps
     stats: PipelineStats  # frame counters and per-stage latency rings
     preview: PreviewSlot
+    live: LiveFeed  # the payloads for the live page's event stream
+    page: Callable[[], dict[str, Any]]  # what the page draws from the config: zones, the seat, labels, rules
