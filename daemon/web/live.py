@@ -104,8 +104,9 @@ class LiveFeed:
 
     def sample(self, now: float, t_wall: float, state: Mapping[str, Any], rules: Mapping[str, Any]) -> None:
         self._next_sample = now + self._period
-        self._put("state", state)
+        # Rules first: the page draws the road zone from them when the state arrives.
         self._put("rules", {"schema": state.get("schema", 1), "device": self.device, "ts": iso(t_wall), "rules": rules})
+        self._put("state", state)
 
     def _put(self, topic: str, payload: Mapping[str, Any]) -> None:
         with self._cond:

@@ -164,6 +164,7 @@ function showFace(primary) {
       const tr = el("tr"); tr.append(el("td", {}, key), el("td", {id: `sig-${key}`}, v === null ? "— (not readable)" : fmt(v))); table.append(tr);
     }
   }
+  page.primary = primary;
   drawPose(primary);
 }
 
@@ -246,6 +247,8 @@ function showRules(rules) {
     box.append(table);
   }
   if (!box.children.length) box.append(el("small", {}, "no rule reports running figures"));
+  // The road zone and calibration come from these figures: redraw them now, not at the next state.
+  if (page.primary !== undefined) drawPose(page.primary);
 }
 
 // -- health ---------------------------------------------------------------------------------------
