@@ -79,7 +79,10 @@ def decoded(clip, limit: int | None):
 
 # -- emotiond ---------------------------------------------------------------------------------
 
-def emotiond_run(clip, config) -> Run:
+def emotiond_run(clip, config, clip_fps: float | None = None) -> Run:
+    """The daemon's pipeline and rules over a clip as fast as they go; the frames' capture
+    times come from the wall clock, or with ``clip_fps`` from the clip's own frame rate (what
+    rate-limited stages see behind a camera of that rate)."""
     from daemon.config import load_config
     from daemon.vision.pipeline import Pipeline
     from daemon.rules import RulesEngine
@@ -98,7 +101,8 @@ def emotiond_run(clip, config) -> Run:
     t_start = time.perf_counter()
     for i, (image, dec_ms) in enumerate(decoded(clip, None)):
         t0 = time.perf_counter()
-        obs = pipe.process(Frame(image, i, time.monotonic(), time.time()))
+        t_cap = time.monotonic() if clip_fps is None else i / clip_fps
+        obs = pipe.process(Frame(image, i, t_cap, time.time()))
         t1 = time.perf_counter()
         rules.step(obs)
         t2 = time.perf_counter()

@@ -41,12 +41,13 @@ LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 MINIMAL_RULES = [{"type": "driver_fatigue"}, {"type": "driver_distraction"}]
 
 
-def minimal_config(tmp_path: Path, **extra):
+def minimal_config(tmp_path: Path, gaze: dict | None = None, **extra):
     """The issue's user config: the driver rules and the model paths, nothing else."""
     return parse_config({"rules": MINIMAL_RULES, "classifier": {"model": str(REPO / "models/emotion.tflite")},
                          "eyes": {"model": str(REPO / "models/eye_state.tflite")},
                          "head_pose": {"model": str(REPO / "models/face_landmark.tflite")},
-                         "gaze": {"model": str(REPO / "models/iris_landmark.tflite")}, **extra}, base_dir=tmp_path)
+                         "gaze": {"model": str(REPO / "models/iris_landmark.tflite"), **(gaze or {})}, **extra},
+                        base_dir=tmp_path)
 
 
 def observe(cfg, frames: list[np.ndarray]) -> list[Observation]:
@@ -61,7 +62,8 @@ def clip_frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def clip_obs(clip_frames, tmp_path_factory) -> list[Observation]:
-    return observe(minimal_config(tmp_path_factory.mktemp("gaze")), clip_frames)
+    # every frame read (no max_hz): the tests below judge the signal frame by frame
+    return observe(minimal_config(tmp_path_factory.mktemp("gaze"), gaze={"max_hz": 0}), clip_frames)
 
 
 class Drive:
@@ -234,6 +236,20 @@ def test_awake_clips_looped_for_two_minutes_give_no_alert_with_either_config(rel
 
 
 # -- one set of defaults --------------------------------------------------------------------
+
+def test_gaze_at_15_hz_on_a_25_fps_clip_reads_every_other_frame_and_carries_the_reading(clip_frames, clip_obs,
+                                                                                         tmp_path):
+    capped = observe(minimal_config(tmp_path, gaze={"max_hz": 15}), clip_frames[:216])
+    got = [o.primary.signal("gaze") for o in capped[176:]]  # ahead, then the look down near 200
+    every = [o.primary.signal("gaze") for o in clip_obs[176:216]]
+    assert all(g is not None for g in got)
+    carried = [got[i] is got[i - 1] for i in range(1, len(got))]
+    # a reading every 80 ms (the period is 66.7 ms): read, carried, read, carried ...
+    assert carried == [carried[0] if i % 2 == 0 else not carried[0] for i in range(len(carried))]
+    for g, e, c in zip(got[1:], every[1:], carried):
+        if not c:  # a fresh reading is the one the uncapped pipeline made on the same frame
+            assert g == pytest.approx(e, abs=1e-4)
+
 
 def test_the_built_in_defaults_are_config_yamls(tmp_path):
     assert parse_config({}, base_dir=REPO).model_dump(mode="json") == load_config(REPO / "config.yaml").model_dump(mode="json")

@@ -38,6 +38,7 @@ from .signals import SIGNALS, SignalConfig, build_signals
 from .tracking import Track, Tracker, TrackerConfig
 from .zones import ZoneConfig
 
+_RATE_SLACK_S = 0.004
 SHARPNESS_PX = 48  # faces are compared for blur at the classifier's input size (FER-2013: 48x48)
 
 
@@ -63,6 +64,8 @@ class Pipeline:
         self.labels: tuple[str, ...] = tuple(self.model.labels)
         self.schedule = ClassifySchedule(classifier.max_rate_hz, options.classify_per_frame)
         self.signals = build_signals(signals, threads=classifier.threads)
+        # A signal's last reading per face (capture time, value), for those with a max_hz.
+        self._last: dict[str, dict[int, tuple[float, Any]]] = {s.name: {} for s in self.signals}
         self.options = options
         self.max_faces = options.max_faces
         self.stats = stats or PipelineStats()
@@ -193,11 +196,22 @@ class Pipeline:
                     )
                 )
             for signal in self.signals:
+                hz = getattr(getattr(signal, "cfg", None), "max_hz", 0.0)
+                last, kept = self._last[signal.name], {}
                 for face in faces:
                     if face.primary or not signal.primary_only:
+                        prev = last.get(face.track_id)
+                        # the slack keeps 15 Hz on a 30 frames/s camera every other frame despite jitter
+                        if hz and prev is not None and frame.t_capture - prev[0] < 1.0 / hz - _RATE_SLACK_S:
+                            face.signals[signal.name] = prev[1]
+                            kept[face.track_id] = prev
+                            continue
                         t0 = self._enter(signal.stage)
-                        face.signals[signal.name] = signal.measure(frame.image, face)
+                        value = face.signals[signal.name] = signal.measure(frame.image, face)
                         self._leave(signal.stage, t0)
+                        kept[face.track_id] = (frame.t_capture, value)
+                if hz:
+                    self._last[signal.name] = kept  # faces gone (or no longer primary) are forgotten
         self.stats.frames += 1
         self.stats.faces += len(faces)
         self.stats.record("total", (time.perf_counter() - t_start) * 1000.0)

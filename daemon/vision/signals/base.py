@@ -28,6 +28,8 @@ from ...types import FaceState, SignalValue
 
 class SignalConfig(Section):
     enabled: bool = Field(True, title="measure this signal")
+    max_hz: float = Field(0.0, ge=0, title="at most this many readings per second of a face (0: every frame); "
+                                           "between two, the face carries its last reading")
 
 
 class FaceSignal(ABC):

@@ -48,6 +48,10 @@ VISIBLE_MARGIN = 0.02  # the direction is fully trusted from SHUT_OPENNESS + thi
 class GazeConfig(SignalConfig):
     enabled: bool = Field(True, title="gaze and lid openness of the primary face from MediaPipe Iris "
                                       "(needs head_pose; driver_distraction judges the road zone on it)")
+    # 15 readings a second are 5 % of the 3 s distraction window, and they halve the model's
+    # cost on a 25-30 frames/s camera (bench/RESULTS.md, "Where the driver looks").
+    max_hz: float = Field(15.0, ge=0, title="at most this many gaze readings per second (0: every frame); "
+                                            "between two, the last one is carried")
     model: Path = Field(Path("models/iris_landmark.tflite"), title="MediaPipe Iris model (.tflite, 71 contour + 5 iris points)")
     min_eye_px: float = Field(12.0, gt=0, title="eyes narrower than this (corner to corner, pixels) give no reading")
     min_contrast: float = Field(
