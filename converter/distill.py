@@ -61,6 +61,9 @@ class DistillConfig:
     val_split: str = "test"
     limit: int | None = None  # smoke tests: use only N training images
     teacher_batch: int = 64
+    # FER+ folder (or votes CSV): the soft targets are the ten annotators' vote distributions
+    # instead of a teacher's, the hard label is their majority (see converter/ferplus.py)
+    ferplus: str | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -176,6 +179,17 @@ def _with_targets(ds_of_index, soft: np.ndarray, y: np.ndarray, n: int):
     return ds_of_index.map(targets)
 
 
+def _ferplus(split: Split, ferplus: str) -> tuple[Split, np.ndarray]:
+    """The split restricted to the faces FER+ can teach, labelled with the votes' majority
+    (argmax of the distribution on a tie), and the vote distributions as soft targets."""
+    from .ferplus import describe, load_ferplus
+
+    t = load_ferplus(split, ferplus)
+    print(describe(t))
+    y = np.where(t.majority >= 0, t.majority, t.dist.argmax(1)).astype(np.int32)
+    return dataclasses.replace(t.split, y=y), t.dist
+
+
 def build_student(cfg: DistillConfig, n: int):
     from .model import build_model
 
@@ -223,8 +237,11 @@ def distill(cfg: DistillConfig) -> Path:
     out, train_split, val_split = start_run(cfg)
     n = len(train_split.labels)
 
-    soft_train = teacher_targets(cfg, train_split, out)
-    soft_val = teacher_targets(cfg, val_split, out)
+    if cfg.ferplus:
+        (train_split, soft_train), (val_split, soft_val) = (_ferplus(s, cfg.ferplus) for s in (train_split, val_split))
+    else:
+        soft_train = teacher_targets(cfg, train_split, out)
+        soft_val = teacher_targets(cfg, val_split, out)
     if soft_train.shape[1] != n:
         raise ValueError(f"teacher {cfg.teacher} gives {soft_train.shape[1]} classes, the data has {n}")
 
@@ -291,3 +308,6 @@ def add_parser(sub) -> None:
     p.add_argument("--train-split", default=d.train_split)
     p.add_argument("--val-split", default=d.val_split)
     p.add_argument("--limit", type=int, default=None, help="use only N training images (smoke tests)")
+    p.add_argument("--ferplus", default=None,
+                   help="FER+ votes folder: learn the annotators' vote distributions (use --temperature 1 --kd-weight 1 "
+                        "for Barsoum et al.'s probability mode); accuracy is then against their majority")
