@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="evaluate on a seeded random N images only")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face (as the daemon does for a manifest with flip_average)")
+    p.add_argument("--ferplus", default=None, help="FER+ votes folder: also report accuracy and macro recall against the annotators' majority")
 
     p = sub.add_parser("ensemble", help="average several trained .keras models inside one graph")
     p.add_argument("models", nargs="+", help="two or more .keras models with the same input and classes")
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flip-average", action="store_true",
                    help="manifest asks the daemon to average each face with its mirror image; metrics are measured so")
     p.add_argument("--task", default="emotion")
+    p.add_argument("--ferplus", default=None, help="FER+ votes folder: each variant is also measured against the annotators' majority (manifest: metrics_ferplus)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on a seeded random N images only (smoke tests)")
     p.add_argument("--latency-runs", type=int, default=200, help="single-face invokes timed per variant (median)")
     p.add_argument("--batch", type=int, default=256)

@@ -37,6 +37,7 @@ from .provenance import training_provenance
 from .evaluate import (
     ClassMetrics,
     agreement,
+    ferplus_view,
     evaluate_keras,
     evaluate_tflite,
     float_manifest,
@@ -169,6 +170,7 @@ class VariantResult:
     gpu: GpuVerdict | None = None
     error: str | None = None
     predictions: np.ndarray | None = None  # on the split, as the daemon runs the model
+    ferplus: ClassMetrics | None = None  # against the FER+ majority (convert --ferplus)
 
 
 def variant_manifest(
@@ -198,6 +200,7 @@ def variant_manifest(
 def convert_variant(
     model, variant: str, base: Manifest, split: Split, float_pred: np.ndarray, out_stem: Path,
     representative: Representative | None, extra: dict, batch: int = 256, latency_runs: int = 200, qat: bool = False,
+    ferplus=None,
 ) -> VariantResult:
     """Convert, write, measure and describe one variant (its files: .tflite, .json, confusion)."""
     result = VariantResult(variant)
@@ -214,9 +217,18 @@ def convert_variant(
     path = variant_path(out_stem, variant)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
+    stem = path.with_suffix("")
+    if ferplus is not None:  # the second view: against the ten annotators' majority
+        result.ferplus = ferplus_view(ev.probs, ferplus, split.labels)
+        m = result.ferplus
+        extra = {**extra, "metrics_ferplus": {
+            "split": split.name, "reference": "FER+ majority (ties and unknown/contempt/NF majorities left out)",
+            "n": int(m.confusion.sum()), "left_out": {**ferplus.no_majority, **ferplus.dropped},
+            "accuracy": m.accuracy, "macro_recall": m.macro_recall, "per_class_recall": m.per_class(m.recall),
+            "per_class_precision": m.per_class(m.precision)}}
+        save_confusion_json(m, f"{stem}.ferplus.confusion.json", model=path.name, split=split.name, reference="FER+ majority")
     save_manifest(variant_manifest(base, quant, result, split.name, content, extra), path)
     title = f"{path.name} [{split.name}]"
-    stem = path.with_suffix("")
     save_confusion_json(result.metrics, f"{stem}.confusion.json", model=path.name, split=split.name)
     plot_confusion(result.metrics, f"{stem}.confusion.png", title)
     result.path, result.size_bytes = path, len(content)
@@ -224,7 +236,8 @@ def convert_variant(
 
 
 def format_table(results: list[VariantResult], keras_metrics: ClassMetrics | None = None) -> str:
-    lines = [f"{'variant':<9} {'size KB':>8} {'accuracy':>8} {'macro rec':>9} {'agree':>6} {'ms/face':>8}  file"]
+    lines = [f"{'variant':<9} {'size KB':>8} {'accuracy':>8} {'macro rec':>9} {'agree':>6} {'ms/face':>8}  file"
+             + ("   [FER+ majority: accuracy, macro recall]" if any(r.ferplus for r in results) else "")]
     if keras_metrics is not None:
         lines.append(
             f"{'keras':<9} {'-':>8} {keras_metrics.accuracy:>8.4f} {keras_metrics.macro_recall:>9.4f} "
@@ -237,6 +250,7 @@ def format_table(results: list[VariantResult], keras_metrics: ClassMetrics | Non
         lines.append(
             f"{r.variant:<9} {r.size_bytes / 1024:>8.1f} {r.metrics.accuracy:>8.4f} {r.metrics.macro_recall:>9.4f} "
             f"{r.float_agreement:>6.3f} {r.latency_ms:>8.3f}  {r.path}"
+            + (f"   [{r.ferplus.accuracy:.4f}, {r.ferplus.macro_recall:.4f}]" if r.ferplus else "")
         )
     return "\n".join(lines)
 
@@ -263,6 +277,12 @@ def convert_cli(args) -> int:
     if args.flip_average:
         base = base.model_copy(update={"flip_average": True})
     representative = representative_faces(rep_split, base, args.rep_samples) if "int8" in variants else None
+    ferplus = None
+    if getattr(args, "ferplus", None):
+        from .ferplus import describe, load_ferplus
+
+        ferplus = load_ferplus(split, args.ferplus)
+        print(describe(ferplus))
 
     t0 = time.time()
     reference = evaluate_keras(model, base, split, args.batch)
@@ -278,7 +298,7 @@ def convert_cli(args) -> int:
         try:
             r = convert_variant(
                 model, variant, base, split, reference.predictions, Path(args.out), representative, extra,
-                args.batch, args.latency_runs,
+                args.batch, args.latency_runs, ferplus=ferplus,
             )
             print(f"{variant}: wrote {r.path} and {manifest_path(r.path).name} ({time.time() - t0:.0f} s)")
         except Exception as exc:  # one failing variant must not cost the others

@@ -261,6 +261,32 @@ def evaluate(
     return Evaluation(metrics_from_confusion(cm, labels), probs)
 
 
+def ferplus_view(probs: np.ndarray, targets, labels: list[str]) -> ClassMetrics:
+    """Metrics against the FER+ majority: ``probs`` are a whole split's (in its order),
+    ``targets`` that split's ``FerPlusTargets``; images without a majority are left out."""
+    has = targets.majority >= 0
+    pred = probs[targets.index[has]].argmax(axis=1)
+    return metrics_from_confusion(confusion_matrix(targets.majority[has], pred, len(labels)), labels)
+
+
+def format_views(views: dict[str, ClassMetrics]) -> str:
+    """Per-class recall of several views side by side, then each one's accuracy and macro recall."""
+    names = list(views)
+    first = views[names[0]]
+    lines = [f"{'class':<10} " + " ".join(f"{n + ' n':>12} {n + ' recall':>16}" for n in names)]
+    for i, label in enumerate(first.labels):
+        cells = []
+        for n in names:
+            m = views[n]
+            r = m.recall[i]
+            cells.append(f"{m.support[i]:>12} {'-' if r is None else f'{r:.3f}':>16}")
+        lines.append(f"{label:<10} " + " ".join(cells))
+    for n in names:
+        m = views[n]
+        lines.append(f"{n}: {int(m.confusion.sum())} images, accuracy {m.accuracy:.4f}, macro recall {m.macro_recall:.4f}")
+    return "\n".join(lines)
+
+
 def evaluate_keras(model, manifest: Manifest, split: Split, batch: int = 256, tta_flip: bool = False) -> Evaluation:
     return evaluate(keras_predict(model), Preprocessor(manifest, np.float32), split, batch, tta_flip)
 
@@ -303,6 +329,14 @@ def evaluate_cli(args) -> int:
     flip = " (flip-averaged)" if args.tta_flip else ""
     print(f"{model_path} on {args.data} [{args.split}], {len(split)} images{flip}")
     print(format_report(result.metrics))
+    views = {"original": result.metrics}
+    if getattr(args, "ferplus", None):
+        from .ferplus import describe, load_ferplus
+
+        targets = load_ferplus(split, args.ferplus)
+        views["ferplus"] = ferplus_view(result.probs, targets, manifest.labels)
+        print(describe(targets))
+        print(format_views({"ferplus": views["ferplus"], "original": result.metrics}))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -310,4 +344,8 @@ def evaluate_cli(args) -> int:
         info = {"model": str(model_path), "data": str(args.data), "split": args.split, "tta_flip": args.tta_flip}
         print(f"wrote {save_confusion_json(result.metrics, out / f'{stem}.metrics.json', **info)}")
         print(f"wrote {plot_confusion(result.metrics, out / f'{stem}.confusion.png', f'{model_path.name} [{args.split}]')}")
+        if "ferplus" in views:
+            m = views["ferplus"]
+            print(f"wrote {save_confusion_json(m, out / f'{stem}.ferplus.metrics.json', **info, reference='FER+ majority')}")
+            print(f"wrote {plot_confusion(m, out / f'{stem}.ferplus.confusion.png', f'{model_path.name} [{args.split}, FER+ majority]')}")
     return 0

@@ -83,12 +83,14 @@ class FerPlusTargets:
     ``split``: the kept images (labels: the original FER-2013 ones, for the second view);
     ``dist``: (N, C) vote distributions over the split's classes, each summing to 1;
     ``majority``: (N,) the FER+ majority class, or ``NO_MAJORITY`` (-1);
+    ``index``: (N,) where each kept image is in the split it was made from;
     ``dropped``/``no_majority``: counts by reason.
     """
 
     split: Split
     dist: np.ndarray
     majority: np.ndarray
+    index: np.ndarray
     dropped: dict[str, int] = field(default_factory=dict)
     no_majority: dict[str, int] = field(default_factory=dict)
 
@@ -152,7 +154,7 @@ def ferplus_targets(split: Split, votes: dict[str, np.ndarray]) -> FerPlusTarget
     if not keep:
         raise DatasetError(f"no image of the {split.name} split matches the FER+ votes (are they the same split?)")
     idx = np.asarray(keep)
-    return FerPlusTargets(split.subset(idx), np.asarray(dists, np.float32), np.asarray(majority, np.int32),
+    return FerPlusTargets(split.subset(idx), np.asarray(dists, np.float32), np.asarray(majority, np.int32), idx,
                           dict(dropped), dict(no_major))
 
 
