@@ -21,5 +21,6 @@ if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   as_root flock /tmp/apt.lock apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+# setuptools >= 77 as pyproject.toml's build-system says: the tests build the wheel without isolation
+.venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"

@@ -97,13 +97,19 @@ def test_a_wheel_from_this_checkout_runs_analyze_from_an_empty_folder(tmp_path):
     """The wheel is built without isolation (no download; about 5 s) and unpacked as pip would
     install it; the daemon is then run from it with this venv's dependencies."""
     wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=300)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, text=True, timeout=300)
+    # setuptools' deprecation of project.license as a TOML table (builds stop after 2027-02-18)
+    assert "project.license` as a TOML table is deprecated" not in build.stdout + build.stderr
     (wheel,) = wheel_dir.glob("emotiond-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         zf.extractall(site)
+        (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = zf.read(meta).decode()
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     for name in SHIPPED:
         assert f"daemon/models/{name}" in names
     # the float siblings travel with the int8 models (classifier.precision auto); the student stays here
