@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from daemon.model.precision import Choice, choose_model, cpu_flags, float_is_faster
+from daemon.model.precision import Choice, choose_model, cpu_flags, float_is_faster, hwcap_flags
 
 EPYC = ("x86_64", frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}))
 SAPPHIRE_RAPIDS = ("x86_64", frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"}))
 ALDER_LAKE = ("x86_64", frozenset({"avx2", "fma", "avx_vnni"}))
-CORTEX_A76 = ("aarch64", frozenset({"fp", "asimd", "asimddp"}))
+CORTEX_A76 = ("aarch64", frozenset({"fp", "asimd", "asimddp", "fphp", "asimdhp"}))
+NEOVERSE_V2 = ("aarch64", frozenset({"fp", "asimd", "asimddp", "i8mm", "sve2"}))
+CORTEX_A72 = ("aarch64", frozenset({"fp", "asimd", "crc32"}))  # Raspberry Pi 4: no dot products
+CORTEX_A72_FP16 = ("aarch64", frozenset({"fp", "asimd", "fphp", "asimdhp"}))  # float16 alone changes nothing
 ATOM = ("x86_64", frozenset({"sse4_2"}))
 
 
@@ -27,10 +30,20 @@ def test_cpu_flags_are_read_from_x86_and_arm_cpuinfo():
 
 
 @pytest.mark.parametrize("host, float_wins", [(EPYC, True), (SAPPHIRE_RAPIDS, False), (ALDER_LAKE, False),
-                                             (CORTEX_A76, False), (ATOM, False)])
-def test_float_wins_only_on_x86_with_avx2_and_no_int8_dot_products(host, float_wins):
+                                             (CORTEX_A76, False), (NEOVERSE_V2, False), (CORTEX_A72, True),
+                                             (CORTEX_A72_FP16, True), (ATOM, False)])
+def test_float_wins_only_without_int8_dot_products(host, float_wins):
     faster, why = float_is_faster(*host)
     assert faster is float_wins and why
+    if host[0] == "aarch64":
+        assert ("asimddp" in why) and (("no 8-bit dot products" in why) is float_wins)
+
+
+def test_arm_features_come_from_the_kernels_hardware_capabilities():
+    # AT_HWCAP bits 0 fp, 1 asimd, 9 fphp, 10 asimdhp, 20 asimddp; AT_HWCAP2 bit 13 i8mm
+    assert hwcap_flags(1 | 2 | 1 << 20, 1 << 13) == {"fp", "asimd", "asimddp", "i8mm"}
+    assert hwcap_flags(1 | 2 | 1 << 9 | 1 << 10, 0) == {"fp", "asimd", "fphp", "asimdhp"}
+    assert hwcap_flags(0, 0) == set()
 
 
 @pytest.fixture
@@ -47,10 +60,12 @@ def test_auto_runs_the_float_sibling_on_an_avx2_cpu_and_says_why(pair):
     choice = choose_model(pair, "auto", "cpu", "int8", EPYC)
     assert choice.path == pair.with_name("emotion_fast_fp16.tflite")
     assert "emotion_fast_fp16.tflite instead of emotion_fast.tflite" in choice.reason and "AVX2" in choice.reason
+    pi4 = choose_model(pair, "auto", "cpu", "int8", CORTEX_A72)  # a Raspberry Pi 4 likewise
+    assert pi4.path == choice.path and "Arm without asimddp/i8mm" in pi4.reason
 
 
 def test_the_int8_model_runs_where_int8_is_fast_when_asked_for_as_named_or_off_the_cpu(pair):
-    for host in (SAPPHIRE_RAPIDS, ALDER_LAKE, CORTEX_A76):
+    for host in (SAPPHIRE_RAPIDS, ALDER_LAKE, CORTEX_A76, NEOVERSE_V2):
         assert choose_model(pair, "auto", "cpu", "int8", host) == Choice(pair)
     assert choose_model(pair, "file", "cpu", "int8", EPYC) == Choice(pair)
     assert choose_model(pair, "auto", "gpu", "int8", EPYC) == Choice(pair)  # the GPU path names its model

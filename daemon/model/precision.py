@@ -2,8 +2,17 @@
 
 XNNPACK's int8 kernels are fast where the CPU has 8-bit dot products: x86 with VNNI
 (``avx512_vnni``, ``avx_vnni``) or AMX (earlier sessions' Xeon: int8 about 3× float), and Arm
-with ``asimddp``/``i8mm`` (on Arm int8 also halves the memory traffic; not measured here, so int8
-stays the choice on every non-x86 CPU). On an x86 CPU with AVX2 and FMA but no VNNI
+with ``asimddp`` (SDOT/UDOT, Armv8.2+: Cortex-A55/A76/A78, Neoverse, Raspberry Pi 5, Jetson Orin)
+or ``i8mm`` (SMMLA, Armv8.6+). Without them the int8 kernels widen every product to 16 bits
+before accumulating: on x86 (AVX2, no VNNI) that made them slower than float here (below), and
+Arm without dot products (Cortex-A53/A72: Raspberry Pi 3/4, i.MX 8M) is the same case (e.g.
+OpenCV's int8 YuNet runs 67 ms against 59 ms in float on one Pi 4 core, in a public comparison),
+so those CPUs run the float sibling too. ``fphp``/``asimdhp`` (float16 arithmetic) do not
+change the choice: LiteRT's CPU interpreter runs a float16-weight model in float32 (it
+dequantises the weights at load), so the float sibling costs the same with or without them.
+On Linux/Arm the features are the kernel's ``Features`` line, or its hardware capabilities
+(``getauxval``) where /proc/cpuinfo has none (a container under emulation sees the host's).
+On an x86 CPU with AVX2 and FMA but no VNNI
 (most x86 edge boxes and older servers), its float32 kernels are *faster* than its int8 ones:
 measured on an AMD EPYC (AVX2, 1 thread, a face and its mirror per invoke, side by side), one
 MobileNetV2-96 3.08 ms in float against 3.79 ms in int8, and the three-network ensemble 9.7 ms
@@ -12,7 +21,9 @@ changes the class of about 5 % of faces). So with ``classifier.precision: auto``
 int8 model is swapped for its float sibling ``<stem>_fp16.tflite`` (float16 weights, float32
 arithmetic on the CPU) on such CPUs, when that file and its manifest are there.
 
-Pure Python: reads ``/proc/cpuinfo`` once; no new dependency.
+Pure Python: reads ``/proc/cpuinfo`` once (and ``getauxval`` through ctypes on Arm); no new
+dependency. The arm64 check (``scripts/arm64-check.sh``) shows the choice on emulated CPUs of
+both kinds (qemu's ``cortex-a72`` and ``neoverse-n1``).
 """
 
 from __future__ import annotations
@@ -24,6 +35,12 @@ from pathlib import Path
 
 FLOAT_SUFFIX = "_fp16"
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86: 8-bit dot products
+ARM_INT8_FLAGS = ("asimddp", "i8mm")  # Arm: 8-bit dot products, 8-bit matrix multiply
+ARM_MACHINES = ("aarch64", "arm64", "armv8l", "armv8b")
+# Linux arm64 hardware capabilities (asm/hwcap.h): bit -> the Features name, AT_HWCAP and AT_HWCAP2
+_HWCAP = {0: "fp", 1: "asimd", 9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+_HWCAP2 = {1: "sve2", 13: "i8mm", 14: "bf16"}
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
 
 
 @dataclass(frozen=True)
@@ -44,17 +61,43 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return set()
 
 
+def hwcap_flags(hwcap: int, hwcap2: int) -> set[str]:
+    """Arm feature names from the kernel's AT_HWCAP and AT_HWCAP2 words."""
+    return ({name for bit, name in _HWCAP.items() if hwcap >> bit & 1}
+            | {name for bit, name in _HWCAP2.items() if hwcap2 >> bit & 1})
+
+
+def _auxv_flags() -> set[str]:
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        getauxval.argtypes = [ctypes.c_ulong]
+        return hwcap_flags(int(getauxval(_AT_HWCAP)), int(getauxval(_AT_HWCAP2)))
+    except (OSError, AttributeError):  # not glibc/musl, or no getauxval
+        return set()
+
+
 @functools.lru_cache(maxsize=1)
 def _host() -> tuple[str, frozenset[str]]:
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         text = ""
-    return platform.machine().lower(), frozenset(cpu_flags(text))
+    machine, flags = platform.machine().lower(), cpu_flags(text)
+    if machine in ARM_MACHINES and "asimd" not in flags:
+        flags = _auxv_flags() or flags  # no Arm Features line: ask the kernel
+    return machine, frozenset(flags)
 
 
 def float_is_faster(machine: str, flags: set[str] | frozenset[str]) -> tuple[bool, str]:
     """Whether XNNPACK's float kernels beat its int8 ones on this CPU, and the evidence."""
+    if machine in ARM_MACHINES:
+        dots = sorted(f for f in ARM_INT8_FLAGS if f in flags)
+        if dots:
+            return False, f"Arm with {', '.join(dots)}: int8 is the fast path"
+        return True, "Arm without asimddp/i8mm (no 8-bit dot products): float kernels are faster than int8 here"
     if machine not in ("x86_64", "amd64", "i686", "i386"):
         return False, f"{machine or 'this CPU'}: int8 is the fast path"
     dots = sorted(f for f in INT8_DOT_FLAGS if f in flags)
