@@ -41,7 +41,6 @@ from .results import ResultsError, ResultsWriter
 from .types import Frame
 from .vision.annotate import draw
 from .vision.pipeline import Pipeline
-from .vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
 VIDEO_FOURCC = "mp4v"
@@ -101,7 +100,7 @@ def stills_config(cfg: Config) -> Config:
 
 def forget_tracks(pipeline: Pipeline) -> None:
     """Start the next image with no tracks, as if it were the first (see the module docstring)."""
-    pipeline.tracker = Tracker(pipeline.tracker.cfg, pipeline.tracker.zones)
+    pipeline.forget()
 
 
 class Progress:

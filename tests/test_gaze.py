@@ -288,6 +288,12 @@ def test_the_api_has_the_same_defaults(clip_frames):
     (face,) = analyzer.analyze(clip_frames[200])
     assert set(face.signals["gaze"]) == {"yaw", "pitch", "confidence", "openness"}
     assert face.signals["head_pose"] is not None
+    # photos one after the other (a few ms apart, track ids starting again): each its own reading,
+    # never the previous photo's carried by gaze.max_hz
+    (down,) = analyzer.analyze(clip_frames[50])
+    (fresh,) = Analyzer().analyze(clip_frames[50])
+    assert down.signals["gaze"] == pytest.approx(fresh.signals["gaze"], abs=1e-6)
+    assert down.signals["gaze"]["openness"] < face.signals["gaze"]["openness"] - 0.05  # looking down at her notes
 
 
 def test_a_missing_iris_model_names_the_path(tmp_path):

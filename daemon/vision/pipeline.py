@@ -62,7 +62,8 @@ class Pipeline:
         self.tracker = Tracker(tracker, zones)
         self.model = TfliteModel.from_config(classifier)
         self.labels: tuple[str, ...] = tuple(self.model.labels)
-        self.schedule = ClassifySchedule(classifier.max_rate_hz, options.classify_per_frame)
+        self._schedule_args = (classifier.max_rate_hz, options.classify_per_frame)
+        self.schedule = ClassifySchedule(*self._schedule_args)
         self.signals = build_signals(signals, threads=classifier.threads)
         # A signal's last reading per face (capture time, value), for those with a max_hz.
         self._last: dict[str, dict[int, tuple[float, Any]]] = {s.name: {} for s in self.signals}
@@ -71,6 +72,17 @@ class Pipeline:
         self.stats = stats or PipelineStats()
         self.stage: tuple[str, float] | None = None
         self._n = 0
+
+    def forget(self) -> None:
+        """Start the next frame as if it were the first: no tracks, no classification history,
+        no carried signal readings (``analyze`` on unrelated photos; track ids start again, and a
+        photo must never carry another one's reading)."""
+        self.tracker = Tracker(self.tracker.cfg, self.tracker.zones)
+        self.schedule = ClassifySchedule(*self._schedule_args)
+        self._last = {name: {} for name in self._last}
+        self._n = self._part = 0  # the next frame is a first one: detection, and a whole scan
+        for signal in self.signals:
+            signal.forget()
 
     @classmethod
     def from_config(cls, cfg: Any, stats: PipelineStats | None = None) -> Pipeline:

@@ -49,6 +49,9 @@ class FaceSignal(ABC):
     def measure(self, frame_bgr: np.ndarray, face: FaceState) -> SignalValue:
         """This signal on one face of one frame; None when it cannot be read."""
 
+    def forget(self) -> None:
+        """Drop what this signal keeps per face between frames (track ids start again)."""
+
     @classmethod
     def describe(cls, value: SignalValue) -> str | None:
         """One annotation line for a value (None: nothing to draw)."""

@@ -87,6 +87,9 @@ class HeadPose(FaceSignal):
         return {"yaw": r.yaw, "pitch": r.pitch, "roll": r.roll, "confidence": r.pose_confidence,
                 "ear": r.ear, "mar": r.mar, "mouth_width": r.mouth_width}
 
+    def forget(self) -> None:
+        self._tilt.clear()
+
     @classmethod
     def describe(cls, value: SignalValue) -> str | None:
         v: dict = value  # type: ignore[assignment]
