@@ -17,9 +17,12 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 # The defaults config.yaml names (emotion, eye state, FaceMesh, Iris), their manifests, any shipped
-# detector (ONNX), and the cards and licences that must travel with them. The alternative
-# emotion models (emotion_fast, emotion_fp16: 16 MB) stay in the repository.
+# detector (ONNX), and the cards and licences that must travel with them. The distilled
+# student and the training logs stay in the repository.
 PACKAGED_MODELS = (
+    # the default: one MobileNetV2-96 learnt from the FER+ annotators' votes, and its float sibling
+    "emotion_ferplus.tflite", "emotion_ferplus.json", "emotion_ferplus_fp16.tflite", "emotion_ferplus_fp16.json",
+    # the earlier default (three networks on FER-2013's labels): configs that name it keep working
     "emotion.tflite", "emotion.json",
     "emotion_fast.tflite", "emotion_fast.json",  # profiles/retail.yaml's one-network model
     # the float siblings: classifier.precision auto runs them on x86 CPUs without VNNI/AMX

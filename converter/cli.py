@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="manifest asks the daemon to average each face with its mirror image; metrics are measured so")
     p.add_argument("--task", default="emotion")
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: each variant is also measured against the annotators' majority (manifest: metrics_ferplus)")
+    p.add_argument("--balance", type=float, default=0.0,
+                   help="logit adjustment: divide the output by the training prior to this power (0.5: square-root balancing; 0: none)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on a seeded random N images only (smoke tests)")
     p.add_argument("--latency-runs", type=int, default=200, help="single-face invokes timed per variant (median)")
     p.add_argument("--batch", type=int, default=256)

@@ -255,6 +255,20 @@ def format_table(results: list[VariantResult], keras_metrics: ClassMetrics | Non
     return "\n".join(lines)
 
 
+def balance_output(model, prior: np.ndarray, tau: float) -> list[float]:
+    """Logit adjustment by the training prior (Menon et al. 2021, "Long-tail learning via logit
+    adjustment"): the softmax layer ``probs`` gets ``-tau * log(prior)`` added to its bias, so the
+    model answers ``p(c | x) / prior(c)^tau`` renormalised, at no cost (the graph is unchanged).
+    ``tau`` 0.5 is the square-root balancing the members' class weights use (``--class-weight
+    sqrt``); rare classes (disgust, fear) gain recall for a little accuracy on common ones.
+    Returns the offsets added."""
+    layer = model.get_layer("probs")
+    kernel, bias = layer.get_weights()
+    offset = -float(tau) * np.log(np.clip(np.asarray(prior, np.float64), 1e-6, 1.0))
+    layer.set_weights([kernel, (bias + offset).astype(bias.dtype)])
+    return [round(float(v), 6) for v in offset]
+
+
 def convert_cli(args) -> int:
     import keras
 
@@ -283,6 +297,16 @@ def convert_cli(args) -> int:
 
         ferplus = load_ferplus(split, args.ferplus)
         print(describe(ferplus))
+    balance = None
+    if getattr(args, "balance", 0.0):
+        # the prior is the training split's: its FER+ vote distributions, else its labels
+        if getattr(args, "ferplus", None):
+            prior = load_ferplus(rep_split, args.ferplus).dist.mean(axis=0)
+        else:
+            prior = np.bincount(rep_split.y, minlength=len(labels)) / len(rep_split)
+        balance = {"tau": args.balance, "prior": dict(zip(labels, np.round(prior, 6).tolist())),
+                   "split": args.rep_split, "logit_offsets": balance_output(model, prior, args.balance)}
+        print(f"output balanced by the {args.rep_split} prior^{args.balance}: offsets {balance['logit_offsets']}")
 
     t0 = time.time()
     reference = evaluate_keras(model, base, split, args.batch)
@@ -292,6 +316,8 @@ def convert_cli(args) -> int:
         "data": {"path": str(args.data), "split": args.split, "representative": f"{args.rep_samples} faces of {args.rep_split}"},
         "training": training_provenance(model_path),
     }
+    if balance:
+        extra["output_balance"] = balance
     results: list[VariantResult] = []
     for variant in variants:
         t0 = time.time()

@@ -22,7 +22,7 @@ def test_every_config_key_has_a_title():
 
 def test_shipped_config_is_valid_and_names_the_shipped_models():
     cfg = load_config(REPO / "config.yaml")
-    assert cfg.classifier.model == REPO / "models" / "emotion.tflite"
+    assert cfg.classifier.model == REPO / "models" / "emotion_ferplus.tflite"
     assert cfg.eyes.model == REPO / "models" / "eye_state.tflite"
     assert {r.type for r in cfg.rules} >= {"driver_fatigue", "driver_absent"}
 

@@ -114,12 +114,36 @@ def test_evaluate_reports_both_views_on_a_tiny_model(votes_dir, tiny_float_model
 
 
 def test_the_default_model_was_chosen_against_the_ferplus_majority():
-    manifest = json.loads((REPO / "models" / "emotion.json").read_text())
-    fp = manifest.get("metrics_ferplus")
-    if fp is None:
-        pytest.skip("models/emotion.json has no FER+ figures (the FER+ model is not the default yet)")
-    assert fp["split"] == "test" and fp["n"] > 3000
+    from daemon.model.config import ClassifierConfig
+
+    default = ClassifierConfig.model_fields["model"].default
+    assert default.name == "emotion_ferplus.tflite"
+    manifest = json.loads((REPO / "models" / "emotion_ferplus.json").read_text())
+    fp = manifest["metrics_ferplus"]
+    assert fp["split"] == "test" and fp["n"] == 3370 and fp["left_out"]["tie"] == 159
     assert fp["accuracy"] >= 0.82 and fp["macro_recall"] >= 0.70  # the issue's targets, as the daemon runs it
     assert manifest["metrics"]["accuracy"] > 0.5  # the original labels stay reported
     assert set(fp["per_class_recall"]) == set(manifest["labels"])
     assert manifest["flip_average"] is True and manifest["quantization"]["type"] == "int8"
+    assert manifest["output_balance"]["tau"] == 0.5  # square-root logit adjustment by the FER+ train prior
+    sibling = json.loads((REPO / "models" / "emotion_ferplus_fp16.json").read_text())
+    assert sibling["metrics_ferplus"]["accuracy"] >= 0.82 and sibling["quantization"]["type"] == "float16"
+    # one network: no more weights than emotion_fast's (one MobileNetV2-96), the ensemble has three
+    size = (REPO / "models" / "emotion_ferplus.tflite").stat().st_size
+    assert size <= 1.05 * (REPO / "models" / "emotion_fast.tflite").stat().st_size
+
+
+def test_the_default_model_reads_real_faces_like_the_people_did():
+    """Talking head frames (a woman speaking, mostly neutral to the eye): the FER+ model, run by the
+    daemon's classifier on the detected face, says neutral or happy, never a rare class."""
+    from conftest import read_frames, shared_file
+    from daemon.model.tflite import TfliteModel
+
+    shared_file("videos/talking_head_640x360.mp4")
+    frames = read_frames("videos/talking_head_640x360.mp4", limit=60)[::6]
+    model = TfliteModel(REPO / "models" / "emotion_ferplus.tflite")
+    box = (290, 40, 150, 150)  # her face in these frames (YuNet's box, rounded)
+    probs = np.concatenate([model.classify(f, [box]) for f in frames])
+    labels = [model.labels[i] for i in probs.argmax(axis=1)]
+    assert set(labels) <= {"neutral", "happy"}, labels
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.02)

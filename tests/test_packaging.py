@@ -20,7 +20,7 @@ from daemon.config import ConfigError, parse_config
 from daemon.model import paths
 from daemon.model.catalog import installed, table
 
-SHIPPED = ("emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite", "iris_landmark.tflite")
+SHIPPED = ("emotion_ferplus.tflite", "emotion_ferplus.json", "emotion_ferplus_fp16.tflite", "emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite", "iris_landmark.tflite")
 needs_models = pytest.mark.skipif(not all((REPO / "models" / n).is_file() for n in SHIPPED),
                                   reason="the repository's default models are not in models/")
 
@@ -39,11 +39,11 @@ def test_a_checkout_resolves_its_own_models():
 @needs_models
 def test_config_paths_beside_the_config_win_and_absent_ones_fall_back(tmp_path):
     cfg = parse_config({}, "<test>", tmp_path)  # nothing in tmp_path: the installed models
-    assert cfg.classifier.model == REPO / "models/emotion.tflite"
+    assert cfg.classifier.model == REPO / "models/emotion_ferplus.tflite"
     assert cfg.eyes.model == REPO / "models/eye_state.tflite"
-    own = tmp_path / "models" / "emotion.tflite"
+    own = tmp_path / "models" / "emotion_ferplus.tflite"
     own.parent.mkdir()
-    own.write_bytes((REPO / "models/emotion.tflite").read_bytes())
+    own.write_bytes((REPO / "models/emotion_ferplus.tflite").read_bytes())
     assert parse_config({}, "<test>", tmp_path).classifier.model == own  # the user's copy wins
     with pytest.raises(ConfigError) as err:
         parse_config({"classifier": {"model": "models/mine.tflite"}}, "<test>", tmp_path)
@@ -57,6 +57,8 @@ def test_emotiond_models_lists_task_labels_and_accuracy(capsys):
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("emotion.tflite"))
     assert "emotion" in line and "angry,disgust,fear,happy,neutral,sad,surprise" in line and "0.682 (test)" in line
+    line = next(x for x in out.splitlines() if x.startswith("emotion_ferplus.tflite"))
+    assert "0.604 (test)" in line  # emotiond models shows the original-label figure of every model
     info = {m.path.name: m for m in installed(REPO / "models")}
     assert info["eye_state.tflite"].labels == ("closed", "open") and info["eye_state.tflite"].accuracy > 0.9
     assert info["face_landmark.tflite"].task.startswith("face mesh") and info["face_landmark.tflite"].accuracy is None
@@ -72,8 +74,8 @@ def test_emotiond_models_in_a_folder_without_models(tmp_path, capsys):
 def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch, capsys):
     packaged = tmp_path / "site" / "daemon" / "models"
     packaged.mkdir(parents=True)
-    (packaged / "emotion.json").write_bytes((REPO / "models/emotion.json").read_bytes())
-    (packaged / "emotion.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
+    (packaged / "emotion_ferplus.json").write_bytes((REPO / "models/emotion_ferplus.json").read_bytes())
+    (packaged / "emotion_ferplus.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
     monkeypatch.setattr(paths, "installed_models_dir", lambda: packaged)
     work = tmp_path / "work"
     work.mkdir()
@@ -83,13 +85,13 @@ def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch,
     (work / "config.yaml").write_text("eyes: {enabled: false}\nhead_pose: {enabled: false}\n")
     assert main(["analyze", str(image)]) == 78
     err = capsys.readouterr().err
-    assert f"cannot load model {packaged / 'emotion.tflite'}" in err
+    assert f"cannot load model {packaged / 'emotion_ferplus.tflite'}" in err
 
-    (packaged / "emotion.tflite").unlink()
+    (packaged / "emotion_ferplus.tflite").unlink()
     assert main(["analyze", str(image)]) == 78
     err = capsys.readouterr().err
-    assert f"classifier.model: file not found: {work / 'models/emotion.tflite'}" in err
-    assert f"nor {packaged / 'emotion.tflite'} among the installed models" in err
+    assert f"classifier.model: file not found: {work / 'models/emotion_ferplus.tflite'}" in err
+    assert f"nor {packaged / 'emotion_ferplus.tflite'} among the installed models" in err
 
 
 @needs_models

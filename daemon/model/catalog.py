@@ -28,10 +28,12 @@ class ModelInfo:
     split: str | None = None
     quantization: str | None = None
     problem: str | None = None  # a manifest that is there but cannot be read
+    ferplus_accuracy: float | None = None  # against the FER+ annotators' majority (emotion models)
 
     def row(self) -> list[str]:
         acc = f"{self.accuracy:.3f} ({self.split})" if self.accuracy is not None else "-"
-        return [self.path.name, f"{self.size / 1e6:.1f} MB", self.task, ",".join(self.labels) or "-", acc]
+        fp = f"{self.ferplus_accuracy:.3f}" if self.ferplus_accuracy is not None else "-"
+        return [self.path.name, f"{self.size / 1e6:.1f} MB", self.task, ",".join(self.labels) or "-", acc, fp]
 
 
 def describe(path: Path) -> ModelInfo:
@@ -45,8 +47,11 @@ def describe(path: Path) -> ModelInfo:
     except ManifestError as exc:
         return ModelInfo(path, size, "?", problem=str(exc))
     metrics = m.metrics
+    ferplus = getattr(m, "metrics_ferplus", None)  # an extra field of the manifest (converter --ferplus)
+    fp_acc = ferplus.get("accuracy") if isinstance(ferplus, dict) else None
     return ModelInfo(path, size, m.task, tuple(m.labels), metrics.accuracy if metrics else None,
-                     metrics.split if metrics else None, m.quantization.type)
+                     metrics.split if metrics else None, m.quantization.type,
+                     ferplus_accuracy=float(fp_acc) if isinstance(fp_acc, (int, float)) else None)
 
 
 def installed(folder: Path) -> list[ModelInfo]:
@@ -55,7 +60,7 @@ def installed(folder: Path) -> list[ModelInfo]:
 
 def table(models: list[ModelInfo]) -> str:
     """A plain aligned table (what ``emotiond models`` prints)."""
-    rows = [["file", "size", "task", "labels", "accuracy (split)"]] + [m.row() for m in models]
+    rows = [["file", "size", "task", "labels", "accuracy (split)", "FER+ majority"]] + [m.row() for m in models]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines += [f"warning: {m.path.name}: {m.problem}" for m in models if m.problem]

@@ -12,7 +12,7 @@ from ..configbase import Section
 
 
 class ClassifierConfig(Section):
-    model: Path = Field(Path("models/emotion.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
+    model: Path = Field(Path("models/emotion_ferplus.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
     precision: Literal["auto", "file"] = Field(
         "auto", title='"auto": on x86 CPUs without VNNI/AMX, where float is faster than int8, run the float model <stem>_fp16.tflite beside an int8 model (daemon/model/precision.py); "file": the model as named'
     )
