@@ -7,12 +7,20 @@ there (or calling ``publish`` from it) could deadlock against the pipeline threa
 
 Events are handed to paho only while connected and at most ``max_inflight`` at a time; paho
 resends those few itself after a reconnect, everything else waits on disk in order.
+
+Brokers (``mqtt.hosts``, a cluster's nodes): paho knows one host (paho.mqtt.python #477), so
+``_Client`` moves to the next broker before every reconnect that follows a failed attempt or a
+lost connection, and waits before it with **full jitter** (a random time between 0 and paho's
+capped exponential delay; AWS Architecture Blog, "Exponential Backoff And Jitter"): when a node
+dies, its devices neither wait on it nor come back to the cluster in the same second. The outbox
+does not care which broker takes the events: they go out in order after the switch.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import random
 import ssl
 import threading
 import time
@@ -47,18 +55,48 @@ def protocol(cfg: MqttConfig) -> int:
 
 
 class _Client(paho.Client):
-    """paho's Client, remembering why the last connection attempt failed (paho swallows it)."""
+    """paho's Client, remembering why the last connection attempt failed (paho swallows it),
+    moving through ``brokers`` and waiting with full jitter (see the module docstring)."""
 
     attempts = 0
+    failovers = 0  # switches to another broker
     last_error: BaseException | None = None
+    brokers: list[tuple[str, int]] = []
+    broker_index = 0
+    _move_on = False  # the next attempt goes to the next broker
 
     def reconnect(self) -> paho.MQTTErrorCode:
+        if self._move_on and len(self.brokers) > 1:
+            self.broker_index = (self.broker_index + 1) % len(self.brokers)
+            # paho's host/port setters refuse while the old socket is still open, and reconnect()
+            # closes it first: set what reconnect() reads (paho 2.x, pinned <3).
+            self._host, self._port = self.brokers[self.broker_index]
+            self.failovers += 1
+        # Set before the attempt: if it fails, or the connection it makes is lost later, the
+        # attempt after it goes elsewhere.
+        self._move_on = True
         self.attempts += 1
         try:
             return super().reconnect()
         except OSError as exc:
             self.last_error = exc
             raise
+
+    def _reconnect_wait(self) -> None:
+        # paho's own wait (client.py) with the delay drawn uniformly from [0, capped exponential]
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:
+                self._reconnect_delay = self._reconnect_min_delay
+            else:
+                self._reconnect_delay = min(self._reconnect_delay * 2, self._reconnect_max_delay)
+            delay = random.uniform(0.0, float(self._reconnect_delay))
+        end = time.monotonic() + delay
+        idle = (paho._ConnectionState.MQTT_CS_DISCONNECTING, paho._ConnectionState.MQTT_CS_DISCONNECTED)
+        while self._state not in idle and not self._thread_terminate:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.2))
 
 
 class MqttPublisher:
@@ -109,10 +147,20 @@ class MqttPublisher:
     def connect_attempts(self) -> int:
         return self._client.attempts
 
+    @property
+    def broker(self) -> str:
+        """The broker connected to (or being tried), ``host:port``."""
+        return f"{self._client.host}:{self._client.port}"
+
+    @property
+    def failovers(self) -> int:
+        return self._client.failovers
+
     def health(self) -> dict[str, Any]:
         """Publisher numbers for the stats payload."""
         return {"broker_connected": self.connected, "backlog": self.backlog, "outbox_dropped": self.outbox.dropped,
-                "outbox_healthy": self.outbox.healthy, "commands_rejected": self.commands.rejected}
+                "outbox_healthy": self.outbox.healthy, "commands_rejected": self.commands.rejected,
+                "broker": self.broker if self.connected else None, "broker_failovers": self.failovers}
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker accepted us (for ``emotiond check``); False on timeout."""
@@ -129,7 +177,8 @@ class MqttPublisher:
             props.SessionExpiryInterval = (self.cfg.session_expiry_s if self.cfg.persistent_session
                                            else self.cfg.will_delay_s)
             kwargs["clean_start"] = not self.cfg.persistent_session
-        self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, properties=props, **kwargs)
+        host, port = self._client.brokers[0]
+        self._client.connect_async(host, port, self.cfg.keepalive_s, properties=props, **kwargs)
         self._pump_thread.start()
         self._client.loop_start()
 
@@ -198,6 +247,7 @@ class MqttPublisher:
         client.connect_timeout = cfg.connect_timeout_s
         client.max_inflight_messages_set(cfg.max_inflight)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        client.brokers = cfg.brokers()
         _configure_transport(client, cfg)
         will_props = None
         if self._v5 and cfg.will_delay_s:
@@ -240,12 +290,12 @@ class MqttPublisher:
             self.last_error = f"broker refused the connection: {reason}"
             hint = (f" (check mqtt.username and the password: {PASSWORD_ENV} or mqtt.password_file)"
                     if reason.value in _AUTH_CODES else "")
-            log.error("MQTT %s:%d %s%s; retrying with back-off (at most every %d s)",
-                      self.cfg.host, self.cfg.port, self.last_error, hint, self.cfg.reconnect_max_s)
+            log.error("MQTT %s %s%s; retrying with back-off (at most every %d s)",
+                      self.broker, self.last_error, hint, self.cfg.reconnect_max_s)
             return
         try:
-            log.info("MQTT connected to %s:%d as %s (prefix %s)", self.cfg.host, self.cfg.port,
-                     self.client_id, self.prefix)
+            log.info("MQTT connected to %s as %s (prefix %s)%s", self.broker, self.client_id, self.prefix,
+                     f"; failovers so far: {self.failovers}" if self.failovers else "")
             self.connected, self.last_error = True, None
             self._connected_event.set()
             client.publish(self.topic("status"), b"online", 1, True)
@@ -263,13 +313,14 @@ class MqttPublisher:
     def _on_connect_fail(self, client, _userdata) -> None:
         self.connect_failures += 1
         self.last_error = f"cannot connect: {client.last_error}"
-        log.warning("MQTT %s:%d %s; retrying with back-off (at most every %d s)",
-                    self.cfg.host, self.cfg.port, self.last_error, self.cfg.reconnect_max_s)
+        log.warning("MQTT %s %s; retrying with back-off (at most every %d s)%s",
+                    self.broker, self.last_error, self.cfg.reconnect_max_s,
+                    "; the next broker is tried" if len(self._client.brokers) > 1 else "")
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _props) -> None:
         if self.connected and not self._stopping.is_set():
-            log.warning("MQTT connection to %s:%d lost (%s); reconnecting with back-off",
-                        self.cfg.host, self.cfg.port, reason)
+            log.warning("MQTT connection to %s lost (%s); reconnecting with back-off%s", self.broker, reason,
+                        " to the next broker" if len(self._client.brokers) > 1 else "")
         self.connected = False
         self._connected_event.clear()
 
@@ -334,8 +385,17 @@ def _configure_transport(client: paho.Client, cfg: MqttConfig) -> None:
 
 
 def probe_broker(cfg: MqttConfig, device_id: str, timeout: float = 5.0) -> tuple[bool, str]:
-    """Connect once and disconnect, publishing nothing (``emotiond check`` must not flip the
-    retained status of a daemon that is running with the same config)."""
+    """Connect once to each broker and disconnect, publishing nothing (``emotiond check`` must not
+    flip the retained status of a daemon that is running with the same config). OK when one
+    answers; the detail names each."""
+    results = [_probe_one(cfg, host, port, device_id, timeout) for host, port in cfg.brokers()]
+    if len(results) == 1:
+        return results[0]
+    up = sum(ok for ok, _ in results)
+    return up > 0, f"{up} of {len(results)} brokers: " + "; ".join(("" if ok else "DOWN ") + d for ok, d in results)
+
+
+def _probe_one(cfg: MqttConfig, host: str, port: int, device_id: str, timeout: float) -> tuple[bool, str]:
     result: dict[str, Any] = {}
     done = threading.Event()
 
@@ -346,11 +406,11 @@ def probe_broker(cfg: MqttConfig, device_id: str, timeout: float = 5.0) -> tuple
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{client_id(cfg, device_id)}-check",
                          protocol=protocol(cfg))
     client.on_connect = on_connect
-    where = f"{cfg.host}:{cfg.port}"
+    where = f"{host}:{port}"
     try:
         _configure_transport(client, cfg)
         client.connect_timeout = timeout
-        client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)))
+        client.connect(host, port, keepalive=max(5, int(timeout)))
     except (OSError, ssl.SSLError, ValueError) as exc:
         return False, f"{where}: {exc}"
     client.loop_start()

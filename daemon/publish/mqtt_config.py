@@ -28,9 +28,33 @@ class TlsConfig(Section):
         return self
 
 
+def parse_broker(entry: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6 address]:port`` as (host, port)."""
+    text = entry.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"mqtt.hosts entry {entry!r}: write an IPv6 address as [address]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"mqtt.hosts entry {entry!r} has no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"mqtt.hosts entry {entry!r}: the port must be 1-65535")
+    return host, int(port_text)
+
+
 class MqttConfig(Section):
     host: str = Field("127.0.0.1", title="broker host name or address")
     port: int = Field(1883, ge=1, le=65535, title="broker port (8883 is usual with TLS)")
+    hosts: list[str] = Field(
+        [], title="brokers of a cluster as host:port, tried in turn: a lost connection or a failed attempt "
+                  "moves to the next (replaces host/port; the port defaults to mqtt.port)")
     topic_prefix: str = Field("emotiond/{device_id}", title="prefix of every topic; {device_id} is replaced")
     client_id: str | None = Field(None, title="MQTT client id (default: emotiond-<device_id>)")
     username: str | None = Field(None, title="user name for the broker")
@@ -59,11 +83,17 @@ class MqttConfig(Section):
             raise ValueError("give password or password_file, not both")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        for entry in self.hosts:
+            parse_broker(entry, self.port)
         probe = self.topic_prefix.replace("{device_id}", "x")
         if not probe or re.search(r"[+#{}\x00]", probe) or probe.startswith("/") or probe.endswith("/"):
             raise ValueError(f"topic_prefix {self.topic_prefix!r}: no wildcards, braces (other than "
                              "{device_id}) or leading/trailing '/'")
         return self
+
+    def brokers(self) -> list[tuple[str, int]]:
+        """The brokers to try, in order: ``hosts``, else ``host``:``port``."""
+        return [parse_broker(h, self.port) for h in self.hosts] or [(self.host, self.port)]
 
     def password_value(self) -> str | None:
         """The secret from the config, else the environment, else password_file (read now)."""

@@ -87,6 +87,8 @@ class DaemonCollector:
         ok, _ = view.healthy()
         yield GaugeMetricFamily("emotiond_healthy", "1 while the pipeline and capture threads make progress (as /healthz)", value=int(ok))
         yield GaugeMetricFamily("emotiond_broker_connected", "1 while connected to the MQTT broker", value=int(snap["broker_connected"]))
+        yield CounterMetricFamily("emotiond_broker_failovers", "switches to another broker of mqtt.hosts",
+                                  value=snap.get("broker_failovers", 0))
         yield GaugeMetricFamily("emotiond_outbox_backlog", "events stored and not yet acknowledged by the broker", value=snap["backlog"])
         yield CounterMetricFamily("emotiond_outbox_dropped", "events dropped because the outbox was full", value=snap.get("outbox_dropped", 0))
         info = GaugeMetricFamily("emotiond_model_info", "the emotion model and the delegate it runs on (value 1)",
