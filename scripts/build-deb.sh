@@ -25,12 +25,17 @@
 #   --out DIR      where the .deb goes (default: dist/)
 #   --python PY    the system interpreter for the venv (default: /usr/bin/python3)
 #   --wheel FILE   install this emotiond wheel instead of building one from the checkout
+#   --arch arm64   build for arm64 on another machine: this script runs again inside the cached
+#                  arm64 Debian root of scripts/arm64-root.sh, under emulation (qemu-user-static,
+#                  binfmt_misc; root needed; pip there fetches the aarch64 wheels). Exit 77 when
+#                  this machine cannot emulate arm64.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$REPO/dist PYTHON=/usr/bin/python3 WHEEL=
+OUT=$REPO/dist PYTHON=/usr/bin/python3 WHEEL= WANT_ARCH=
 while [ $# -gt 0 ]; do
   case "$1" in
+    --arch) WANT_ARCH=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --python) PYTHON=$2; shift 2 ;;
     --wheel) WHEEL=$2; shift 2 ;;
@@ -42,6 +47,31 @@ say() { echo "build-deb.sh: $*" >&2; }
 die() { echo "build-deb.sh: $*" >&2; exit 1; }
 
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found (a Debian or Ubuntu build machine)"
+
+if [ -n "$WANT_ARCH" ] && [ "$WANT_ARCH" != "$(dpkg --print-architecture)" ]; then
+  [ "$WANT_ARCH" = arm64 ] || die "--arch $WANT_ARCH: only arm64 is built on another architecture (under emulation)"
+  [ -z "$WHEEL" ] || die "--wheel with --arch arm64: the wheel is built inside the arm64 root"
+  skip() { echo "build-deb.sh: cannot build for arm64 here: $*" >&2; exit 77; }
+  # shellcheck source=scripts/arm64-root.sh
+  . "$REPO/scripts/arm64-root.sh"
+  M=$RUN/root
+  open_root "$ROOT" "$RUN/rw" "$M"
+  mkdir -p "$M/w/src" "$M/w/out"
+  if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$REPO" ls-files -z -co --exclude-standard |
+      tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$M/w/src" -xf -
+  else
+    tar -C "$REPO" --exclude=./build --exclude=./.venv --exclude=./dist -cf - . | tar -C "$M/w/src" -xf -
+  fi
+  say "building the arm64 package inside $ROOT (QEMU_CPU=$CPU; several minutes under emulation)"
+  run_arm "$M" "$CPU" /bin/bash /w/src/scripts/build-deb.sh --out /w/out >&2 || die "the build inside the arm64 root failed"
+  mkdir -p "$OUT"
+  deb=$(ls "$M"/w/out/emotiond_*_arm64.deb) || die "no arm64 .deb came out"
+  cp "$deb" "$OUT/"
+  say "wrote $OUT/$(basename "$deb") ($(du -h "$deb" | cut -f1))"
+  echo "$OUT/$(basename "$deb")"
+  exit 0
+fi
 PYTHON=$(command -v "$PYTHON") || die "no interpreter $PYTHON"
 case "$(readlink -f "$PYTHON")" in
   /usr/bin/*) ;;
@@ -82,7 +112,7 @@ fi
 "$VENV/bin/python" - <<'EOF' || die "the venv cannot load the daemon and its models"
 from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()
-assert folder is not None and (folder / "emotion.tflite").is_file(), folder
+assert folder is not None and (folder / "emotion_ferplus.tflite").is_file(), folder
 EOF
 # The venv was made at $VENV; it will live at $PREFIX/venv: every script and pyvenv.cfg that
 # names its path is rewritten (the interpreter link, /usr/bin/python3.X, stays as it is).

@@ -5,6 +5,14 @@
 # 77 when this machine cannot run it (not root, no systemd-nspawn/debootstrap/overlayfs).
 #
 #   sudo scripts/systemd-e2e.sh
+#   sudo scripts/systemd-e2e.sh --arch arm64   # the arm64 .deb in an arm64 container, under emulation
+#
+# --arch arm64: the root is debootstrapped for arm64 (cached in /var/cache/emotiond-e2e-arm64),
+# the package is scripts/build-deb.sh --arch arm64, and systemd boots as PID 1 of the container
+# through qemu-user-static (binfmt_misc with the F flag). Emulation is ~20x slower, so every wait
+# and the watchdog's timings are stretched ($EMOTIOND_E2E_SLOW, default 8); the container's
+# services run on QEMU_CPU=neoverse-n1 (qemu's default CPU makes LiteRT compute wrong results)
+# with an arm64 /proc/cpuinfo bind-mounted (LiteRT reads it at load; the host's is x86).
 #
 # The root file system (debootstrap --variant=minbase with systemd, python3, mosquitto; about
 # 75 s and 300 MB) is built once and cached in $EMOTIOND_E2E_CACHE (default
@@ -19,13 +27,26 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${EMOTIOND_E2E_CACHE:-/var/cache/emotiond-e2e}
+ARCH=${EMOTIOND_E2E_ARCH:-}
+[ "${1:-}" = "--arch" ] && ARCH=${2:-}
+HOST_ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+[ -z "$ARCH" ] && ARCH=$HOST_ARCH
+FOREIGN=
+[ "$ARCH" != "$HOST_ARCH" ] && FOREIGN=$ARCH
+if [ -n "$FOREIGN" ]; then
+  CACHE=${EMOTIOND_E2E_CACHE:-/var/cache/emotiond-e2e-$ARCH}
+  T=${EMOTIOND_E2E_SLOW:-8}
+else
+  CACHE=${EMOTIOND_E2E_CACHE:-/var/cache/emotiond-e2e}
+  T=${EMOTIOND_E2E_SLOW:-1}
+fi
+QEMU_CPU_E2E=${EMOTIOND_ARM64_CPU:-neoverse-n1}
 CLIP=${EMOTIOND_E2E_CLIP:-$REPO/../shared/data/videos/talking_head_640x360.mp4}
 SUITE=bookworm
 # procps: /bin/kill for ExecReload= (the .deb depends on it; the container has no network to fetch it)
 PACKAGES=systemd,systemd-sysv,dbus,procps,python3,python3-venv,mosquitto,mosquitto-clients
-STAMP="$SUITE minbase $PACKAGES v1"  # change it to rebuild every cached root
-WATCHDOG_SEC=3 HANG_S=1
+STAMP="$SUITE minbase $PACKAGES v1${FOREIGN:+ $FOREIGN}"  # change it to rebuild every cached root
+WATCHDOG_SEC=$((3 * T)) HANG_S=$((1 * T))
 
 skip() { echo "systemd-e2e: skipped: $*"; exit 77; }
 die() { echo "systemd-e2e: error: $*" >&2; exit 2; }
@@ -36,6 +57,13 @@ for tool in systemd-nspawn debootstrap nsenter; do
   command -v "$tool" >/dev/null || skip "no $tool (apt-get install systemd-container debootstrap)"
 done
 [ -f "$CLIP" ] || skip "clip not found: $CLIP"
+if [ -n "$FOREIGN" ]; then
+  [ "$FOREIGN" = arm64 ] || skip "--arch $FOREIGN: only arm64 runs here under emulation"
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
+    skip "binfmt_misc cannot be mounted here"
+  grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null ||
+    skip "no binfmt_misc handler for aarch64 with the F flag (apt-get install qemu-user-static)"
+fi
 
 # --- the cached root ---------------------------------------------------------------------------
 mirror() {
@@ -57,7 +85,7 @@ if [ "$(cat "$BASE/.emotiond-e2e" 2>/dev/null)" != "$STAMP" ]; then
   m=$(mirror)
   log "building the $SUITE root in $BASE from $m (once; about 75 s)"
   rm -rf "$BASE" "$BASE.tmp"
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$BASE.tmp" "$m" >"$CACHE/debootstrap.log" 2>&1 ||
+  debootstrap ${FOREIGN:+--arch=$FOREIGN} --variant=minbase --include="$PACKAGES" "$SUITE" "$BASE.tmp" "$m" >"$CACHE/debootstrap.log" 2>&1 ||
     die "debootstrap failed, see $CACHE/debootstrap.log"
   echo "$STAMP" >"$BASE.tmp/.emotiond-e2e"
   mv "$BASE.tmp" "$BASE"
@@ -68,7 +96,7 @@ WORK=$(mktemp -d /tmp/emotiond-e2e.XXXXXX)
 DEB=${EMOTIOND_E2E_DEB:-}
 if [ -z "$DEB" ]; then
   log "building the .deb (scripts/build-deb.sh)"
-  DEB=$("$REPO/scripts/build-deb.sh" --out "$WORK/deb" 2>"$WORK/build-deb.log" | tail -1) ||
+  DEB=$("$REPO/scripts/build-deb.sh" ${FOREIGN:+--arch $FOREIGN} --out "$WORK/deb" 2>"$WORK/build-deb.log" | tail -1) ||
     { cat "$WORK/build-deb.log" >&2; die "scripts/build-deb.sh failed"; }
 fi
 [ -f "$DEB" ] || die "no .deb at $DEB"
@@ -94,19 +122,31 @@ cp "$DEB" "$MERGED/srv/e2e/"
 install -m 0644 "$CLIP" "$MERGED/srv/e2e/clip.mp4"
 install -m 0644 "$REPO/scripts/e2e/mjpeg_stall.py" "$MERGED/srv/e2e/"
 DEB_IN=/srv/e2e/$(basename "$DEB")
+NSPAWN_EMU=()
+if [ -n "$FOREIGN" ]; then
+  # every service of the container on a CPU LiteRT computes right on, and an arm64 cpuinfo
+  install -d "$MERGED/etc/systemd/system.conf.d"
+  printf '[Manager]\nDefaultEnvironment=QEMU_CPU=%s\n' "$QEMU_CPU_E2E" >"$MERGED/etc/systemd/system.conf.d/qemu-cpu.conf"
+  for n in 0 1; do
+    printf 'processor\t: %s\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n' $n
+  done >"$WORK/cpuinfo"
+  NSPAWN_EMU=(--setenv=QEMU_CPU="$QEMU_CPU_E2E" --bind-ro="$WORK/cpuinfo:/proc/cpuinfo")
+fi
 
-systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit --private-network \
+systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit --private-network "${NSPAWN_EMU[@]}" \
   --machine="emotiond-e2e-$$" >"$WORK/console.log" 2>&1 </dev/null &
 NSPAWN=$!
-for _ in $(seq 100); do
+for _ in $(seq $((100 * T))); do
   PID1=$(ps -o pid= --ppid "$NSPAWN" 2>/dev/null | head -1 | tr -d ' ')
-  [ -n "$PID1" ] && [ "$(cat "/proc/$PID1/comm" 2>/dev/null)" = systemd ] && break
+  # under emulation PID 1's comm is qemu's; its command line is systemd's
+  [ -n "$PID1" ] && { [ "$(cat "/proc/$PID1/comm" 2>/dev/null)" = systemd ] ||
+    tr '\0' ' ' <"/proc/$PID1/cmdline" 2>/dev/null | grep -q 'systemd'; } && break
   PID1=; sleep 0.1
 done
 [ -n "$PID1" ] || { cat "$WORK/console.log" >&2; skip "systemd-nspawn could not boot the container here"; }
-C() { nsenter -t "$PID1" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+C() { nsenter -t "$PID1" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 ${FOREIGN:+QEMU_CPU=$QEMU_CPU_E2E} "$@"; }
 # PID 1 is up before its control socket: until then systemctl cannot answer at all.
-for _ in $(seq 300); do
+for _ in $(seq $((300 * T))); do
   state=$(C systemctl is-system-running 2>/dev/null)
   case "$state" in running|degraded) break ;; esac
   sleep 0.2
@@ -121,7 +161,7 @@ check() {  # check NAME OK(0/1) DETAIL
 }
 prop() { C systemctl show -p "$2" --value "$1"; }  # prop UNIT PROPERTY
 wait_for() {  # wait_for SECONDS COMMAND...: true once COMMAND succeeds
-  local end=$((SECONDS + $1)); shift
+  local end=$((SECONDS + $1 * T)); shift  # stretched under emulation
   until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 0.2; done
 }
 journal_has() {  # journal_has UNIT SINCE_CURSOR_FILE PATTERN
@@ -141,7 +181,7 @@ write_config() {  # write_config FILE DEVICE_ID [YAML lines]; $SRC and $HEALTH r
   } | C tee "$file" >/dev/null
 }
 sub_one() {  # sub_one TOPIC: the first message on TOPIC within 10 s
-  C mosquitto_sub -h 127.0.0.1 -t "$1" -C 1 -W 10 2>/dev/null
+  C mosquitto_sub -h 127.0.0.1 -t "$1" -C 1 -W $((10 * T)) 2>/dev/null
 }
 
 # 1. install from the .deb; postinst enables and starts the service
@@ -159,8 +199,8 @@ where=$(echo "$listing" | sed -n 's/^models in //p')
 listed() { for m in "$@"; do echo "$listing" | grep -q "^$m " || return 1; done; }
 ok=1
 [[ $where == /opt/emotiond/venv/lib/python3*/site-packages/daemon/models ]] &&
-  listed emotion.tflite eye_state.tflite face_landmark.tflite &&
-  C journalctl -q -u emotiond.service --no-pager -o cat | grep -qE 'model emotion(_fp16)?\.tflite \((int8|float16)\)' && ok=0
+  listed emotion_ferplus.tflite emotion.tflite eye_state.tflite face_landmark.tflite iris_landmark.tflite &&
+  C journalctl -q -u emotiond.service --no-pager -o cat | grep -qE 'model emotion_ferplus(_fp16)?\.tflite \((int8|float16)\)' && ok=0
 check "emotiond models: packaged" $ok "$where: $(echo "$listing" | awk 'NR > 2 { printf "%s%s", sep, $1; sep = ", " }')"
 
 # 2. active only after READY=1
@@ -168,7 +208,7 @@ write_config $CONF e2e
 C systemctl stop emotiond.service
 C systemctl start --no-block emotiond.service
 seen=
-for _ in $(seq 300); do
+for _ in $(seq $((300 * T))); do
   s=$(prop emotiond.service ActiveState)
   case "$s" in activating) seen=activating ;; active|failed) break ;; esac
   sleep 0.05
@@ -206,7 +246,7 @@ write_config $CONF e2e-reloaded "bogus_key: 1"
 C systemctl reload emotiond.service
 wait_for 20 journal_has emotiond.service "$WORK/reload" "reload rejected, keeping the running config"
 rejected=$?
-sleep 1
+sleep $T
 ok=1; [ $rejected = 0 ] && [ "$(prop emotiond.service ActiveState)" = active ] && [ "$(prop emotiond.service MainPID)" = "$pid" ] && ok=0
 check "reload keeps it on an invalid config" $ok "same PID $pid, active; journal: reload rejected ($(C journalctl -q -u emotiond --no-pager -o cat --after-cursor="$(cat "$WORK/reload")" | grep -m1 -o 'bogus_key: unknown key'))"
 write_config $CONF e2e
@@ -216,7 +256,7 @@ C systemctl restart emotiond.service
 # A persistent session (clean session off) for the subscriber, so nothing delivered while it
 # reconnects is lost; Debian's mosquitto.conf has persistence on, which keeps it across the
 # broker's restart.
-C mosquitto_sub -h 127.0.0.1 -c -i e2e-sub -q 1 -t 'emotiond/e2e/events' -W 1 >/dev/null 2>&1
+C mosquitto_sub -h 127.0.0.1 -c -i e2e-sub -q 1 -t 'emotiond/e2e/events' -W $T >/dev/null 2>&1
 C systemctl stop mosquitto.service
 DB=/var/lib/private/emotiond/outbox.sqlite
 ids() { C python3 -c "
@@ -230,7 +270,7 @@ C systemctl restart emotiond.service
 after=$(ids)
 kept=$(comm -12 <(echo "$before") <(echo "$after") | grep -c .)
 C systemctl start mosquitto.service
-C timeout 30 mosquitto_sub -h 127.0.0.1 -c -i e2e-sub -q 1 -t 'emotiond/e2e/events' -W 20 >"$WORK/events.jsonl" 2>/dev/null &
+C timeout $((30 * T)) mosquitto_sub -h 127.0.0.1 -c -i e2e-sub -q 1 -t 'emotiond/e2e/events' -W $((20 * T)) >"$WORK/events.jsonl" 2>/dev/null &
 wait_for 25 sh -c "for id in $(echo $before); do grep -q \$id '$WORK/events.jsonl' || exit 1; done"
 delivered=$(for id in $before; do grep -q "$id" "$WORK/events.jsonl" && echo "$id"; done | grep -c .)
 n=$(echo "$before" | grep -c .)
@@ -259,7 +299,7 @@ line=$(C journalctl -q -u emotiond.service --no-pager -o short-unix --after-curs
 t_kill=${line%% *}
 t_stall=$(C head -1 /srv/e2e/stalled 2>/dev/null)  # the first connection's stall
 secs=$(awk -v a="${t_kill:-0}" -v b="${t_stall:-0}" 'BEGIN { printf "%.1f", a - b }')
-limit=$((HANG_S + WATCHDOG_SEC + 5))
+limit=$((HANG_S + WATCHDOG_SEC + 5 * T))
 ok=1; [ $killed = 0 ] && [ $restarted = 0 ] && [ -n "$t_stall" ] && awk -v s="$secs" -v l=$limit 'BEGIN { exit !(s > 0 && s <= l) }' && ok=0
 check "watchdog kills a hung capture" $ok "stream stalled, killed ${secs} s later (limit $limit s), Result=watchdog, NRestarts $restarts0 -> $(prop emotiond.service NRestarts)"
 C systemctl stop emotiond.service e2e-mjpeg.service
@@ -271,7 +311,7 @@ write_config $CONF e2e
 # 8. an invalid config exits 78 and is not restarted
 write_config /etc/emotiond/bad.yaml bad "classifier: {threads: 0}"
 C systemctl start emotiond@bad.service 2>/dev/null
-sleep 7  # longer than RestartSec=5s: a restart would have happened by now
+sleep $((7 * T))  # longer than RestartSec=5s (and the start, stretched): a restart would have happened by now
 st=$(prop emotiond@bad.service ExecMainStatus) res=$(prop emotiond@bad.service Result)
 nr=$(prop emotiond@bad.service NRestarts) as=$(prop emotiond@bad.service ActiveState)
 ok=1; [ "$st" = 78 ] && [ "$res" = exit-code ] && [ "$nr" = 0 ] && [ "$as" = failed ] && ok=0
@@ -326,5 +366,5 @@ left=$(for p in /etc/emotiond /var/lib/emotiond /var/lib/private/emotiond /var/l
 ok=1; [ $rc = 0 ] && [ -z "$left" ] && ok=0
 check "apt purge leaves it clean" $ok "${left:-no /etc/emotiond, no state, no dpkg record}"
 
-echo "systemd-e2e: $((N - FAILED)) of $N checks passed"
+echo "systemd-e2e: $((N - FAILED)) of $N checks passed ($ARCH$([ -n "$FOREIGN" ] && echo ", under emulation"))"
 [ $FAILED = 0 ]
