@@ -11,8 +11,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 # GStreamer's RTSP server (run by the system python3 through python3-gi) as the test camera;
 # python3-venv to build the .deb (dpkg-deb is in dpkg), systemd-container and debootstrap to boot it
 # under a real systemd (tests/test_systemd_e2e.py); qemu-user-static and binfmt-support to run the
-# arm64 check under emulation (tests/test_arm64.py).
-APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium chromium-driver python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-venv systemd-container debootstrap qemu-user-static binfmt-support}
+# arm64 check under emulation (tests/test_arm64.py); nats-server for the clustered broker
+# (tests/test_fleet_cluster.py: three nodes with JetStream and MQTT on loopback).
+APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium chromium-driver python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-venv systemd-container debootstrap qemu-user-static binfmt-support nats-server}
 missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
