@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("daemon", "converter")
+PACKAGES = ("daemon", "converter", "fleet")
 STAGES = ("capture", "vision", "model", "rules", "publish", "web")
 
 
@@ -97,6 +97,11 @@ def test_the_walker_resolves_relative_and_absolute_imports():
 def test_no_import_cycles_in_daemon_or_converter():
     cycle = find_cycle(graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_daemon_never_imports_the_fleet_ingest():
+    g = graph()
+    assert not [(a, b) for a, deps in g.items() if a.startswith("daemon") for b in deps if b.startswith("fleet")]
 
 
 def test_no_stage_imports_the_runtime_or_the_composed_config():
