@@ -12,8 +12,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 # python3-venv to build the .deb (dpkg-deb is in dpkg), systemd-container and debootstrap to boot it
 # under a real systemd (tests/test_systemd_e2e.py); qemu-user-static and binfmt-support to run the
 # arm64 check under emulation (tests/test_arm64.py); nats-server for the clustered broker
-# (tests/test_fleet_cluster.py: three nodes with JetStream and MQTT on loopback).
-APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium chromium-driver python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-venv systemd-container debootstrap qemu-user-static binfmt-support nats-server}
+# (tests/test_fleet_cluster.py: three nodes with JetStream and MQTT on loopback) and PostgreSQL for
+# the fleet ingest (tests/test_fleet_ingest.py starts its own cluster in a temporary folder).
+APT_PACKAGES=${APT_PACKAGES:-mosquitto mosquitto-clients systemd python3-seccomp chromium chromium-driver python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-venv systemd-container debootstrap qemu-user-static binfmt-support nats-server postgresql}
 missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

@@ -129,8 +129,22 @@ if [ -n "$FOREIGN" ]; then
   printf '[Manager]\nDefaultEnvironment=QEMU_CPU=%s\n' "$QEMU_CPU_E2E" >"$MERGED/etc/systemd/system.conf.d/qemu-cpu.conf"
   for n in 0 1; do
     printf 'processor\t: %s\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n' $n
-  done >"$WORK/cpuinfo"
-  NSPAWN_EMU=(--setenv=QEMU_CPU="$QEMU_CPU_E2E" --bind-ro="$WORK/cpuinfo:/proc/cpuinfo")
+  done >"$MERGED/srv/e2e/cpuinfo"
+  # bound over /proc/cpuinfo from inside, early in the boot (nspawn cannot bind under its /proc)
+  cat >"$MERGED/etc/systemd/system/e2e-cpuinfo.service" <<'UNIT'
+[Unit]
+Description=arm64 /proc/cpuinfo for LiteRT under emulation (e2e only)
+DefaultDependencies=no
+Before=sysinit.target
+[Service]
+Type=oneshot
+ExecStart=/bin/mount --bind /srv/e2e/cpuinfo /proc/cpuinfo
+[Install]
+WantedBy=sysinit.target
+UNIT
+  install -d "$MERGED/etc/systemd/system/sysinit.target.wants"
+  ln -sf ../e2e-cpuinfo.service "$MERGED/etc/systemd/system/sysinit.target.wants/e2e-cpuinfo.service"
+  NSPAWN_EMU=(--setenv=QEMU_CPU="$QEMU_CPU_E2E")
 fi
 
 systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit --private-network "${NSPAWN_EMU[@]}" \
