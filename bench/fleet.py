@@ -14,6 +14,7 @@ extrapolation to 10,000 devices.
 
     python bench/fleet.py --devices 20 --seconds 60
     python bench/fleet.py --mode daemon --config config.yaml --devices 20 --seconds 120
+    python bench/fleet.py --cluster --devices 50 --seconds 30     # three NATS nodes -> PostgreSQL vs one Mosquitto
 """
 
 from __future__ import annotations
@@ -127,7 +128,16 @@ def main() -> int:
     ap.add_argument("--device", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--state-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--cluster", action="store_true",
+                    help="the fleet through three NATS nodes into PostgreSQL, beside one Mosquitto (bench/fleet_cluster.py)")
+    ap.add_argument("--period-s", type=float, default=0.5, help="cluster: seconds between a device's alert steps")
+    ap.add_argument("--outage-s", type=float, default=3.0, help="cluster: the single Mosquitto is back after this")
     args = ap.parse_args()
+    if args.cluster:
+        sys.path.insert(0, str(REPO / "bench"))
+        from fleet_cluster import main as cluster_main
+
+        return cluster_main(args.devices, args.seconds, args.period_s, args.outage_s)
     if args.device is not None:
         simulated_device(args)
         return 0

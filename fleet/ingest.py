@@ -153,11 +153,14 @@ class Worker:
                 got: list = []
                 for sub in subs:
                     try:
-                        got.append(await sub.fetch(self.batch, timeout=0.5))
+                        # short waits: a batch goes to the database as soon as it is there
+                        # (end-to-end latency), an idle worker polls 10 times a second
+                        got.append(await sub.fetch(self.batch, timeout=0.05))
                     except (NatsTimeout, asyncio.TimeoutError):  # nothing there within the timeout
                         got.append([])
                 events, statuses = got
                 if not events and not statuses:
+                    await asyncio.sleep(0.05)
                     continue
                 self._write([(m.subject, m.data) for m in events], [(m.subject, m.data) for m in statuses])
                 for m in events + statuses:
