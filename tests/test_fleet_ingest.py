@@ -1,6 +1,7 @@
 """Fleet ingest into PostgreSQL (issue "A fleet on a real distributed broker"): a three-node NATS
 Server cluster (JetStream, MQTT) on loopback, 50 simulated devices (the daemon's real publisher,
-``mqtt.hosts`` naming the three nodes, each device starting on another), two ingest workers
+``mqtt.hosts`` naming the three nodes, each device starting on another) and one real
+``emotiond run`` (the talking head looped, a summary a second), two ingest workers
 (``python -m fleet.ingest``, a shared durable consumer) and a real PostgreSQL.
 
 During the run a node is SIGKILLed, an ingest worker is SIGKILLed, and the database is restarted.
@@ -19,7 +20,8 @@ import uuid
 
 import pytest
 
-from conftest import REPO, wait_until
+from conftest import REPO, TALKING_HEAD, shared_file, wait_until
+from daemon_helpers import DaemonProcess, daemon_config
 from daemon.publish.mqtt import MqttPublisher
 from daemon.publish.mqtt_config import MqttConfig
 from daemon.publish.outbox import Outbox, OutboxConfig
@@ -48,19 +50,29 @@ def worker(cluster: NatsCluster, pg: Postgres, log) -> subprocess.Popen:
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_database_failing(tmp_path):
+def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_database_failing(tmp_path, emotion_model):
+    clip = shared_file(TALKING_HEAD)
     cluster = NatsCluster(tmp_path / "nats").start()
     pg = Postgres().init()
     pg.start()
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(3)]
     workers = []
     devices: list[MqttPublisher] = []
+    real = None
     try:
         workers = [worker(cluster, pg, logs[0]), worker(cluster, pg, logs[1])]
         # the ingest first: $MQTT_msgs keeps a message while a consumer has interest in it
         consuming = lambda i: "consuming $MQTT_msgs" in (tmp_path / f"worker{i}.log").read_text()  # noqa: E731
         assert wait_until(lambda: consuming(0) and consuming(1), 60), (tmp_path / "worker0.log").read_text()[-2000:]
         ports = [n.mqtt_port for n in cluster.nodes]
+        # one real daemon in the fleet: the talking head looped, a summary event every second
+        real = DaemonProcess(daemon_config(
+            tmp_path / "daemon", None, "cam-real", emotion_model,
+            source={"uri": str(clip), "loop": True, "realtime": True}, head_pose={"enabled": False},
+            rules=[{"type": "emotion_summary", "period_s": 1.0}],
+            mqtt={"hosts": [f"127.0.0.1:{p}" for p in ports], "protocol": 3, "persistent_session": True,
+                  "reconnect_max_s": 4}))
+        real.wait_log(r"emotiond running", timeout=60)
         for k in range(N_DEVICES):
             hosts = [f"127.0.0.1:{p}" for p in ports[k % 3:] + ports[:k % 3]]  # spread over the nodes
             cfg = MqttConfig(hosts=hosts, protocol=3, persistent_session=True, reconnect_min_s=1, reconnect_max_s=4,
@@ -92,7 +104,7 @@ def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_dat
 
         def rows() -> int:
             try:
-                return pg.query("select count(*) from alert_steps")[0][0]
+                return pg.query("select count(*) from alert_steps where device like 'car-%'")[0][0]
             except Exception:  # noqa: BLE001 - the database restarting
                 return -1
 
@@ -102,10 +114,18 @@ def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_dat
         assert rows() == expected
         got = set(pg.query("select id::text, phase from alert_steps"))
         assert {(a, p) for a, p in got} >= {(a, p) for a, p in sent if p != "update"}
-        per_alert = pg.query("select steps, ended, last_level from alerts")
+        # the real daemon's summaries: every one it logged (its log names each once the outbox
+        # holds it) is in the database, once
+        logged = {i for _t, _p, i in real.events()}
+        assert len(logged) >= 5, real.log()[-2000:]
+        in_db = lambda: {r[0] for r in pg.query("select id::text from alert_steps where device = 'cam-real'")}  # noqa: E731
+        assert wait_until(lambda: in_db() >= logged, 60), f"{len(logged - in_db())} of {len(logged)} missing"
+        assert pg.query("select count(*) = count(distinct id) from alert_steps where device = 'cam-real'")[0][0]
+        real.terminate(15)
+        per_alert = pg.query("select steps, ended, last_level from alerts where type = 'driver_fatigue'")
         assert len(per_alert) == N_DEVICES and all(s == 4 and ended and lvl == "drowsy" for s, ended, lvl in per_alert)
         assert pg.query("select count(*) from open_alerts")[0][0] == 0
-        assert pg.query("select sum(alerts) from alerts_per_hour")[0][0] == N_DEVICES
+        assert pg.query("select sum(alerts) from alerts_per_hour where type = 'driver_fatigue'")[0][0] == N_DEVICES
 
         # five devices stop cleanly (retained offline), one real publisher is SIGKILLed (its Last Will)
         for d in devices[:5]:
@@ -118,6 +138,8 @@ def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_dat
         assert wait_until(lambda: {r[0] for r in pg.query("select device from devices_offline")} >= offline, 60), \
             pg.query("select device, status from devices")
     finally:
+        if real is not None and real.running:
+            real.kill()
         for d in devices:
             d.stop(timeout=0.5)
         for w in workers:
