@@ -144,6 +144,17 @@ WantedBy=sysinit.target
 UNIT
   install -d "$MERGED/etc/systemd/system/sysinit.target.wants"
   ln -sf ../e2e-cpuinfo.service "$MERGED/etc/systemd/system/sysinit.target.wants/e2e-cpuinfo.service"
+  # qemu-user 7.2 cannot emulate unshare(CLONE_NEWUSER): PrivateUsers= fails the unit at step
+  # USER ("Failed to set up user namespacing: Invalid argument", measured). Under emulation only,
+  # a vendor drop-in (which the e2e's own drop-ins do not touch) turns it off; every other
+  # sandboxing setting stays.
+  for unit in emotiond.service emotiond@.service; do
+    install -d "$MERGED/usr/lib/systemd/system/$unit.d"
+    # and the service's own /proc (ProtectProc=, ProcSubset=) shows the host's x86 cpuinfo, on which
+    # LiteRT crashes (SIGSEGV, measured): the arm64 one is bound over it in the service too
+    printf '[Service]\nPrivateUsers=no\nBindReadOnlyPaths=/srv/e2e/cpuinfo:/proc/cpuinfo\n' \
+      >"$MERGED/usr/lib/systemd/system/$unit.d/qemu-user.conf"
+  done
   NSPAWN_EMU=(--setenv=QEMU_CPU="$QEMU_CPU_E2E")
 fi
 
