@@ -103,7 +103,9 @@ class Worker:
                 row = parse_event(subject, data)
                 if row is None:
                     self.counts.rejected += 1
-                    log.warning("not an event on %s: %.80r (acknowledged, skipped)", subject, data)
+                    log.warning("not an event on %s: %.80r (kept in rejected_messages, not retried)", subject, data)
+                    db.execute("INSERT INTO rejected_messages (subject, payload) VALUES (%s, %s)",
+                               (subject, data.decode("utf-8", errors="replace")[:10000]))
                     continue
                 cur = db.execute(INSERT_STEP, row)
                 if cur.rowcount:

@@ -18,6 +18,14 @@ CREATE TABLE IF NOT EXISTS alert_steps (
 );
 CREATE INDEX IF NOT EXISTS alert_steps_device_type ON alert_steps (device, type, started_at);
 
+-- messages on the bus that are not events (malformed JSON, missing fields): kept out of
+-- alert_steps, kept here for a look (a dead-letter table), never retried
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    subject     text        NOT NULL,
+    payload     text        NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- the retained status of every device (online, or offline: its clean stop or its Last Will)
 CREATE TABLE IF NOT EXISTS devices (
     device     text        PRIMARY KEY,

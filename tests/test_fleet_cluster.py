@@ -121,3 +121,21 @@ def test_the_last_will_of_a_killed_device_crosses_the_cluster(cluster, tmp_path)
     child.wait()
     assert sub.wait_topic(f"{PREFIX}/status", b"offline", timeout=30)
     sub.close()
+
+
+def test_a_command_sent_while_the_device_is_away_reaches_it_on_another_node(cluster, publisher_factory):  # noqa: F811
+    n1, n2, n3 = cluster.nodes
+    got: list[tuple[str, bytes]] = []
+    cfg = MqttConfig(hosts=[f"{n.host}:{n.mqtt_port}" for n in (n1, n2)], protocol=3, persistent_session=True,
+                     reconnect_min_s=1, reconnect_max_s=2, keepalive_s=5)
+    pub = publisher_factory(cfg, on_command=lambda name, payload: got.append((name, payload)) or {"done": True})
+    assert wait_until(lambda: pub.connected, 30), pub.last_error
+    time.sleep(1.0)  # its subscription to cmd/+ is in the session (SUBACK after CONNACK)
+    away = cluster.by_port(pub._client.port)
+    cluster.kill(away)
+    assert wait_until(lambda: not pub.connected, 20)
+    import paho.mqtt.publish as publish  # an operator's command, sent while the device is away
+
+    publish.single(f"{PREFIX}/cmd/recalibrate", b'{"id": "op-1"}', qos=1, hostname=n3.host, port=n3.mqtt_port)
+    assert wait_until(lambda: pub.connected, 40), pub.last_error
+    assert wait_until(lambda: ("recalibrate", b'{"id": "op-1"}') in got, 40), got

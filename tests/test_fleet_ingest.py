@@ -99,6 +99,10 @@ def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_dat
         time.sleep(3)
         pg.start()  # ... and comes back
         emit("end", 3)
+        # a malformed message on the bus: kept out of the table (dead-letter), the workers go on
+        import paho.mqtt.publish as publish
+
+        publish.single("emotiond/car-bad/events", b"{not json", qos=1, hostname="127.0.0.1", port=ports[1])
         workers.append(worker(cluster, pg, logs[2]))  # a replacement joins the shared consumer
         expected = 4 * N_DEVICES
 
@@ -125,6 +129,8 @@ def test_every_event_of_the_fleet_lands_once_through_a_node_a_worker_and_the_dat
         per_alert = pg.query("select steps, ended, last_level from alerts where type = 'driver_fatigue'")
         assert len(per_alert) == N_DEVICES and all(s == 4 and ended and lvl == "drowsy" for s, ended, lvl in per_alert)
         assert pg.query("select count(*) from open_alerts")[0][0] == 0
+        assert wait_until(lambda: pg.query("select payload from rejected_messages") == [("{not json",)], 30)
+        assert all(w.poll() is None for w in workers[1:]), "a malformed message must not crash a worker"
         assert pg.query("select sum(alerts) from alerts_per_hour where type = 'driver_fatigue'")[0][0] == N_DEVICES
 
         # five devices stop cleanly (retained offline), one real publisher is SIGKILLed (its Last Will)

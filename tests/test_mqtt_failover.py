@@ -27,6 +27,31 @@ def test_hosts_parse_with_default_ports_and_bad_entries_are_named():
     assert parse_broker("h:1", 5) == ("h", 1)
 
 
+def test_a_bad_host_entry_is_exit_78_with_the_key_path(tmp_path):
+    from daemon.cli import main
+    from daemon.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("mqtt: {hosts: ['node1:1883', 'node2:99999']}\n")
+    with pytest.raises(ConfigError, match="mqtt"):
+        load_config(path)
+    assert main(["check", "--config", str(path)]) == 78
+
+
+@needs_mosquitto
+def test_a_broker_refusing_the_session_is_logged_and_the_next_is_tried(broker_factory, publisher_factory,  # noqa: F811
+                                                                        caplog):
+    import logging
+
+    locked, open_ = broker_factory(users={"someone": "else"}), broker_factory()
+    with caplog.at_level(logging.WARNING, logger="daemon.publish.mqtt"):
+        pub = publisher_factory(MqttConfig(hosts=[f"{locked.host}:{locked.port}", f"{open_.host}:{open_.port}"],
+                                           reconnect_min_s=1, reconnect_max_s=2))
+        assert wait_until(lambda: pub.connected, 20), pub.last_error
+    assert pub.health()["broker"] == f"{open_.host}:{open_.port}" and pub.failovers >= 1
+    assert f"{locked.host}:{locked.port} broker refused the connection" in caplog.text
+
+
 def test_reconnect_delays_are_drawn_between_zero_and_the_capped_exponential(monkeypatch):
     import daemon.publish.mqtt as mqtt
 
