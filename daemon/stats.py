@@ -63,7 +63,9 @@ class PipelineStats:
         return round(fps, 2)
 
     def latency(self) -> dict[str, dict[str, float]]:
-        return {name: p for name, ring in self.stages.items() if (p := ring.percentiles()) is not None}
+        # a copy: the pipeline thread adds a stage the first time it runs one (gaze, at its rate),
+        # while a stats request on another thread reads them
+        return {name: p for name, ring in list(self.stages.items()) if (p := ring.percentiles()) is not None}
 
     def uptime(self) -> float:
         return round(time.monotonic() - self.started, 1)
