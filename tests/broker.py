@@ -9,6 +9,7 @@ it was reconnecting. ``Collector`` is a subscriber that records messages and wai
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import socket
 import subprocess
@@ -189,6 +190,16 @@ class Collector:
     def on(self, topic: str) -> list[paho.MQTTMessage]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
+
+    def ids(self, topic: str) -> list[str]:
+        """The distinct ``id`` of the JSON payloads on ``topic``, in order of first arrival
+        (QoS 1 may deliver one twice)."""
+        seen: list[str] = []
+        for m in self.on(topic):
+            i = json.loads(m.payload)["id"]
+            if i not in seen:
+                seen.append(i)
+        return seen
 
     def wait_for(self, predicate: Callable[[list[paho.MQTTMessage]], bool], timeout: float = 15.0) -> bool:
         """Poll the predicate every 50 ms rather than on every message: a predicate that scans all

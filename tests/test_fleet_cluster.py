@@ -52,15 +52,6 @@ def retained_status(node, within: float = 60.0) -> bytes | None:
     return None
 
 
-def _ids(collector: Collector) -> list[str]:
-    seen: list[str] = []
-    for m in collector.on(f"{PREFIX}/events"):
-        i = json.loads(m.payload)["id"]
-        if i not in seen:
-            seen.append(i)
-    return seen
-
-
 def _has(collector: Collector, ids: list[str], timeout: float = 40.0) -> bool:
     return collector.wait_for(lambda msgs: {json.loads(m.payload)["id"] for m in msgs
                                             if m.topic == f"{PREFIX}/events"} >= set(ids), timeout=timeout)
@@ -85,7 +76,8 @@ def test_a_node_killed_and_a_node_frozen_lose_no_event(cluster, publisher_factor
         pub.publish_event(ev)
         time.sleep(0.05)
     assert wait_until(lambda: pub.connected and pub._client.port != first_node.mqtt_port, 40), pub.last_error
-    assert _has(sub, [e["id"] for e in sent + more]), f"missing after the kill: {len(set(e['id'] for e in more) - set(_ids(sub)))}"
+    assert _has(sub, [e["id"] for e in sent + more]), \
+        f"missing after the kill: {len({e['id'] for e in more} - set(sub.ids(PREFIX + '/events')))}"
     assert pub.failovers >= 1
     assert wait_until(lambda: pub.backlog == 0, 30)
     # the retained status, read by a newcomer on the third node, is online again. While the cluster
@@ -107,7 +99,7 @@ def test_a_node_killed_and_a_node_frozen_lose_no_event(cluster, publisher_factor
         assert retained_status(n3) == b"online"
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
-    order = _ids(sub)
+    order = sub.ids(f"{PREFIX}/events")
     assert [i for i in order if i in {e["id"] for e in sent}] == [e["id"] for e in sent]
     sub.close()
 

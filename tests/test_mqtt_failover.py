@@ -64,15 +64,6 @@ def test_reconnect_delays_are_drawn_between_zero_and_the_capped_exponential(monk
     assert drawn == [(0.0, 1.0), (0.0, 2.0), (0.0, 4.0), (0.0, 8.0), (0.0, 8.0), (0.0, 8.0)]
 
 
-def _ids(collector: Collector) -> list[str]:
-    seen: list[str] = []
-    for m in collector.on(f"{PREFIX}/events"):
-        i = json.loads(m.payload)["id"]
-        if i not in seen:
-            seen.append(i)
-    return seen
-
-
 @needs_mosquitto
 def test_a_dead_node_moves_the_device_to_the_next_and_no_event_is_lost(broker_factory, publisher_factory):  # noqa: F811
     a, b = broker_factory(), broker_factory()
@@ -97,8 +88,8 @@ def test_a_dead_node_moves_the_device_to_the_next_and_no_event_is_lost(broker_fa
     assert wait_until(lambda: pub.connected and pub.health()["broker"] == f"{b.host}:{b.port}", 30)
     ids = [e["id"] for e in second]
     assert sub_b.wait_for(lambda msgs: {json.loads(m.payload)["id"] for m in msgs} >= set(ids), timeout=30)
-    assert _ids(sub_b) == ids, "the events logged during the switch arrive in order on the next broker"
-    assert _ids(sub_a) == [e["id"] for e in first]
+    assert sub_b.ids(f"{PREFIX}/events") == ids, "the events logged during the switch arrive in order on the next broker"
+    assert sub_a.ids(f"{PREFIX}/events") == [e["id"] for e in first]
     assert wait_until(lambda: pub.backlog == 0), "the next broker's PUBACKs empty the outbox"
     health = pub.health()
     assert health["broker_failovers"] >= 1
