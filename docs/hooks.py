@@ -274,11 +274,11 @@ def on_files(files, config):
     from mkdocs.exceptions import PluginError
     from mkdocs.structure.files import File
 
-    for uri, make in GENERATED.items():
-        try:
-            content = make()
-        except MissingTitle as exc:
-            raise PluginError(str(exc)) from None
+    try:
+        pages = {uri: make() for uri, make in GENERATED.items()}
+    except MissingTitle as exc:
+        raise PluginError(str(exc)) from None  # mkdocs build stops with this one line
+    for uri, content in pages.items():
         files.append(File.generated(config, uri, content=content))
     for source, uri in MIRRORED.items():
         files.append(File.generated(config, uri, abs_src_path=str(REPO / source)))
