@@ -87,6 +87,23 @@ def type_name(ann: Any) -> str:
             "PosixPath": "path", "SecretStr": "string (secret)"}.get(getattr(ann, "__name__", ""), str(ann))
 
 
+def yaml_default(field: Any) -> str:
+    """A field's default as it is written in the config file (false, null, 'text'), not Python's repr."""
+    import yaml
+    from daemon.config import shown_default
+
+    if field.is_required():
+        return shown_default(field)
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return ""
+    if isinstance(value, Path):
+        value = str(value)
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -99,7 +116,7 @@ def _section(key: str) -> tuple[str, str]:
 
 
 def config_reference() -> str:
-    from daemon.config import fields, shown_default
+    from daemon.config import fields
 
     untitled = [key for key, field in fields() if not field.title]
     if untitled:  # the reference is only as good as its titles: a key without one fails the build
@@ -124,7 +141,7 @@ def config_reference() -> str:
         if member and member != last[1]:
             out += ["", f"### {member}"] + header
         last = (top, member)
-        default = shown_default(field)
+        default = yaml_default(field)
         out.append(f"| `{_cell(key)}` | {_cell(type_name(field.annotation))} | {default and f'`{_cell(default)}`'} "
                    f"| {_cell(_bounds(field.metadata))} | {_cell(field.title or '')} |")
     return "\n".join(out) + "\n"

@@ -66,6 +66,8 @@ def test_config_reference_shows_type_default_constraint_and_title():
     assert row == "| `http.port` | integer | `8080` | 1 ≤ x ≤ 65535 | TCP port |"
     row = next(line for line in markdown.splitlines() if line.startswith("| `zones.<name>.polygon` |"))
     assert "| `required` |" in row and "0.0 ≤ x ≤ 1.0" in row
+    # defaults as a config file writes them
+    assert "| `source.loop` | boolean | `false` |" in markdown and "| `source.uri` | string | `'0'` |" in markdown
 
 
 def test_a_config_key_without_a_title_fails_the_build(monkeypatch):
