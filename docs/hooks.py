@@ -30,10 +30,14 @@ if str(REPO) not in sys.path:  # the checkout's daemon package, also when mkdocs
     sys.path.insert(0, str(REPO))
 
 # Repository files shown as pages where they are: (source in the repository, page in the site).
-# The cards link to each other and to their images by plain relative names, so they keep one folder.
+# The cards link to each other and to their images by plain relative names, so they keep one
+# folder, with the images they name.
+_CARDS = sorted((REPO / "models").glob("*CARD*.md"))
+_CARD_TEXT = "".join(p.read_text(encoding="utf-8") for p in _CARDS)
 MIRRORED = {
-    **{f"models/{p.name}": f"models/cards/{p.name}" for p in sorted((REPO / "models").glob("*CARD*.md"))},
-    **{f"models/{p.name}": f"models/cards/{p.name}" for p in sorted((REPO / "models").glob("*.png"))},
+    **{f"models/{p.name}": f"models/cards/{p.name}" for p in _CARDS},
+    **{f"models/{p.name}": f"models/cards/{p.name}" for p in sorted((REPO / "models").glob("*.png"))
+       if f"]({p.name})" in _CARD_TEXT},
     "systemd/README.md": "install/systemd.md",
 }
 
