@@ -9,7 +9,7 @@ Two kinds of device:
                  are overridden per device), e.g. on a looping video file.
 
 A subscriber on ``emotiond/#`` counts every message and its bytes (payload + topic + the MQTT
-fixed/variable header estimate); rates are scaled to one hour. See bench/fleet.md for the
+fixed/variable header estimate); rates are scaled to one hour. See docs/fleet/scale.md for the
 extrapolation to 10,000 devices.
 
     python bench/fleet.py --devices 20 --seconds 60

@@ -13,7 +13,7 @@ is SIGKILLed (on the single Mosquitto: the broker is killed and restarted after 
 
 Printed: events/s delivered, end-to-end latency p50/p99, failover time (kill to every device
 connected again), events lost (logged but never delivered; must be 0). Needs nats-server,
-mosquitto, PostgreSQL and the fleet extra; see bench/fleet.md for what it implies for a fleet.
+mosquitto, PostgreSQL and the fleet extra; see docs/fleet/scale.md for what it implies for a fleet.
 """
 
 from __future__ import annotations

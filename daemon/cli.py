@@ -105,15 +105,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the documentation's CLI reference is generated from it."""
     ap = argparse.ArgumentParser(prog="emotiond", description="Facial emotion and driver-fatigue daemon (camera → TFLite → MQTT).")
     ap.add_argument("--version", action="version", version=f"emotiond {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run the daemon")
-    p.add_argument("--config", "-c", default="config.yaml")
+    p.add_argument("--config", "-c", default="config.yaml", help="the config file (default: %(default)s)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="validate the config, load the model, open the source, reach the broker")
-    p.add_argument("--config", "-c", default="config.yaml")
+    p.add_argument("--config", "-c", default="config.yaml", help="the config file (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a frame and for the broker")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("analyze", help="run the pipeline over an image, image folder or video and write it annotated")
@@ -122,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", "-o", help="annotated output (a folder for a folder); default ./<name>.annotated.<ext>, "
                    "none with --results")
     p.add_argument("--results", "-r", help="one row per face (file, frame, time, track, box, label, probabilities, "
-                   "signals) to FILE.csv or FILE.json; see README")
+                   "signals) to FILE.csv or FILE.json; see docs/integrate/analyze.md")
     # The name before --results covered video only; kept so that scripts using it still work.
     p.add_argument("--timeline", dest="results", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("models", help="list the installed models: file, size, task, labels, measured accuracy")
     p.add_argument("--dir", help="list this folder instead of the installed models")
     p.set_defaults(func=cmd_models)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)

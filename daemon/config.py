@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
@@ -61,7 +62,7 @@ class _Config(Section):
     pipeline: PipelineConfig = PipelineConfig()
     rules: list[RuleConfig] = Field(
         default_factory=lambda: TypeAdapter(list[RuleConfig]).validate_python(DEFAULT_RULES),
-        title="event rules, see README (default: config.yaml's driver rules and sustained anger)")
+        title="event rules, see docs/configure/rules.md (default: config.yaml's driver rules and sustained anger)")
     outputs: list[OutputConfig] = Field(
         default_factory=lambda: [MqttOutputConfig()],
         title="where payloads go: mqtt (the mqtt: section) and/or jsonl (JSON lines to a file or stdout)")
@@ -277,11 +278,14 @@ def load_config(path: str | Path) -> Config:
 
 
 
-def reference(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key path, default, title) for every config key: the README's config reference is made
-    from this (``python -m daemon.config``), so the documentation cannot drift from what the
-    validator accepts."""
-    rows: list[tuple[str, str, str]] = []
+def fields(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, FieldInfo]]:
+    """(key path, pydantic field) for every config key, the sections and each kind of a union
+    (a rule, a detector, an output) walked through: reference() and the documentation's
+    generated reference page (docs/hooks.py: type, default, constraint, title) both list these, so
+    neither can drift from what the validator accepts."""
+    import typing
+
+    rows: list[tuple[str, FieldInfo]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         subs = _models_in(field.annotation)
@@ -290,14 +294,28 @@ def reference(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[s
             for sub in subs:
                 tag = sub.model_fields.get("type")
                 label = f"{key}[]" if typing_list(field.annotation) else key
+                if typing.get_origin(field.annotation) is dict:
+                    label += ".<name>"  # zones: the user names each entry
                 if many and tag is not None:
                     label += f" (type: {tag.default})"
-                rows += [r for r in reference(sub, f"{label}.") if not r[0].endswith(".type")]
+                rows += [r for r in fields(sub, f"{label}.") if not r[0].endswith(".type")]
             continue
-        default = field.get_default(call_default_factory=True)
-        shown = "" if default is None else repr(str(default) if isinstance(default, Path) else default)
-        rows.append((key, shown, field.title or ""))
+        rows.append((key, field))
     return rows
+
+
+def shown_default(field: FieldInfo) -> str:
+    """A field's default as the reference shows it: '' for none, 'required' where there is none."""
+    if field.is_required():
+        return "required"
+    default = field.get_default(call_default_factory=True)
+    return "" if default is None else repr(str(default) if isinstance(default, Path) else default)
+
+
+def reference(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key path, default, title) for every config key (``python -m daemon.config`` prints the
+    table; the documentation's configuration reference is generated from fields())."""
+    return [(key, shown_default(field), field.title or "") for key, field in fields(model, prefix)]
 
 
 def typing_list(ann: Any) -> bool:

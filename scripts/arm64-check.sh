@@ -153,7 +153,7 @@ else
   report FAIL "emotiond analyze of the frames on arm64"
 fi
 
-# the .mp4 itself: each build decodes it (the difference is the decoder's, stated in the README:
+# the .mp4 itself: each build decodes it (the difference is the decoder's, stated in docs/install/arm64.md:
 # 1-2 grey levels on most pixels move a box by up to 12 px, and the 24 px eye patch with it)
 if [ $SHORT = 0 ]; then
   for clip in talking_head_640x360.mp4; do

@@ -19,7 +19,7 @@
 # so its bin/python is a link to /usr/bin/python3.X, the file Debian's python3 package puts
 # on every machine of the same release: the package depends on exactly that python3 version,
 # and its compiled wheels (NumPy, OpenCV, LiteRT) are for the build machine's architecture.
-# Build on (or in a chroot of) the release and architecture you ship to: see README.md.
+# Build on (or in a chroot of) the release and architecture you ship to: see docs/install/index.md.
 #
 # Options:
 #   --out DIR      where the .deb goes (default: dist/)

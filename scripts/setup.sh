@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up a development machine: Mosquitto from the distribution, a venv in .venv, the package
-# with the extras named in $EXTRAS (default: everything the tests need). Idempotent.
+# with the extras named in $EXTRAS (default: everything the tests need, the documentation build
+# included). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=${EXTRAS:-train,test,http}
+EXTRAS=${EXTRAS:-train,test,http,docs}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 # Debian packages the tests use: a real broker and its clients, systemd-analyze for the units,

@@ -37,9 +37,9 @@ def test_the_documented_columns():
         "file", "frame", "time_s", "track", "primary", "x", "y", "w", "h", "label", "confidence",
         "p_happy", "p_sad", *signal_columns()]
     assert "eye_closed" in signal_columns()
-    # README lists the same columns.
-    readme = (REPO / "README.md").read_text()
-    assert "`file`, `frame`, `time_s`, `track`, `primary`, `x`, `y`, `w`, `h`, `label`, `confidence`" in readme
+    # The documentation lists the same columns.
+    page = (REPO / "docs" / "integrate" / "analyze.md").read_text()
+    assert "`file`, `frame`, `time_s`, `track`, `primary`, `x`, `y`, `w`, `h`, `label`, `confidence`" in page
 
 
 def test_folder_results_csv_and_json_are_the_same_table(tmp_path, config, folder, capsys, monkeypatch):

@@ -29,7 +29,7 @@ RETAIL = REPO / "profiles" / "retail.yaml"
 DRIVER = REPO / "profiles" / "driver.yaml"
 YUNET_SHIPPED = REPO / "models" / "face_detection_yunet_2023mar.onnx"
 # People who show a face in the street clip at some point, counted by eye on frames 0, 26, 52,
-# 78 and 104 at full size (bench/RESULTS.md says how): track ids must stay within 1.5x this.
+# 78 and 104 at full size (docs/benchmarks/history.md says how): track ids must stay within 1.5x this.
 STREET_PEOPLE = 12
 LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
@@ -44,10 +44,10 @@ def street_run():
 
 
 def test_profiles_validate_and_are_documented():
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "configure" / "profiles.md").read_text()
     for path in (RETAIL, DRIVER):
         cfg = load_config(path)
-        assert f"profiles/{path.name}" in readme
+        assert f"profiles/{path.name}" in page
         assert cfg.classifier.model.is_file() and cfg.classifier.model.is_relative_to(REPO / "models")
     retail = load_config(RETAIL)
     assert retail.detector.type == "yunet" and retail.detector.model == YUNET_SHIPPED
