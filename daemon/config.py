@@ -28,7 +28,7 @@ from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
 from .rules import DEFAULT_RULES, RuleConfig
 from .vision.config import PipelineConfig
-from .vision.detectors import DetectorConfig, HaarConfig
+from .vision.detectors import DetectorConfig, YunetConfig
 from .vision.signals import SIGNALS
 from .vision.tracking import TrackerConfig
 from .vision.zones import ZoneConfig
@@ -53,7 +53,7 @@ class HealthConfig(Section):
 class _Config(Section):
     device_id: str | None = Field(None, title="device id in topics and payloads (default: the hostname)")
     source: SourceConfig = SourceConfig()
-    detector: DetectorConfig = HaarConfig()
+    detector: DetectorConfig = YunetConfig()
     tracker: TrackerConfig = TrackerConfig()
     zones: dict[str, ZoneConfig] = Field(
         default_factory=dict, title="named polygons in frame fractions, e.g. the driver's seat or a shop's entrance "

@@ -14,9 +14,10 @@ away: ``time_sharing`` → ``distracted`` (long distraction) → ``prompt`` (``p
 for ``release_s``. Looking down (a phone, the lap) counts as away like any other direction.
 
 Where the driver looks is ``rules/head.py``'s: gaze (head pose plus the eyes, from the iris)
-where it is readable, else head pose; lowered lids with the head pitched down are a look down.
-Shut lids are not a look away (a driver dozing off drops the head with the eyes shut: that is
-``driver_fatigue``'s sleep, never a distraction).
+where it is readable, else head pose; lowered lids with the head pitched down more than
+``head.look_down_deg`` are a look down. A closure (``rules/eyes.py``) is not a look away (a driver
+dozing off drops the head with the eyes shut: that is ``driver_fatigue``'s sleep, never a
+distraction).
 
 A look away is one stretch, as the eyes make it, not as single frames read it:
 
@@ -106,8 +107,10 @@ class DriverDistraction(Rule):
         """True away, False in the road zone, None unknown."""
         t = obs.t
         reading = self.head.update(obs)
-        if reading is not None and reading.lids == "shut":
-            self._was_away_t = self._road_since = None  # a closure, not a look away (and no hold)
+        if reading is not None and reading.eyes is not None and reading.eyes.closed:
+            # a closure (shut lids; lowered lids near the road pitch; a doze whose head sank):
+            # driver_fatigue's, never a look away (and no hold)
+            self._was_away_t = self._road_since = None
             return None
         if reading is not None:
             self.source = reading.source

@@ -53,7 +53,7 @@ class GazeConfig(SignalConfig):
     max_hz: float = Field(15.0, ge=0, title="at most this many gaze readings per second (0: every frame); "
                                             "between two, the last one is carried")
     model: Path = Field(Path("models/iris_landmark.tflite"), title="MediaPipe Iris model (.tflite, 71 contour + 5 iris points)")
-    min_eye_px: float = Field(12.0, gt=0, title="eyes narrower than this (corner to corner, pixels) give no reading")
+    min_eye_px: float = Field(6.0, gt=0, title="eyes narrower than this (corner to corner, pixels) give no reading")
     min_contrast: float = Field(
         6.0, ge=0, title="eye regions flatter than this (grey standard deviation, 0-255) are unreadable: sunglasses, a cover")
 

@@ -1,0 +1,197 @@
+"""What the driver's eyes do, frame by frame: open, shut, or lowered (a closure or a look down
+that the picture cannot tell apart), from every cue the face signals give. The building block
+that ``driver_fatigue`` and ``driver_distraction`` share (through ``rules/head.py``), so the two
+rules always agree on which frames are a closure and which a look down.
+
+**The cues and how far each is trusted** (measured on labelled frames of the shared clips,
+``python bench/driver_scenarios.py --cues``; the table is in bench/RESULTS.md):
+
+* the **eye-state model** (``eye_closed``: CEW's frontal 24-px patches): right on frontal faces,
+  wrong on turned ones: a driver seen at 45 degrees by a passenger-side camera reads 0.97
+  "closed" with his eyes open (car_phone_in_lap), a head turned 40 degrees reads 0.5-0.8. It is
+  trusted only while the head faces the camera within ``MODEL_MAX_YAW_DEG`` and is not pitched
+  down more than ``MODEL_MAX_PITCH_DEG``. Lowered lids (a look at notes) read 0.99 closed.
+* the **eyelid contour** (the ``gaze`` signal's ``openness``: MediaPipe Iris on an eye crop
+  rotated upright from the face mesh, so it holds on turned faces): against the driver's own open
+  aperture it says ``open`` (iris visible, lids apart), ``shut`` (under ``SHUT_SHARE`` of open)
+  or ``lowered`` (in between: a look down with the iris under the lids, or lids shut behind
+  glasses; on the clips the two overlap: shut 0.018-0.065, looking down at notes 0.064-0.117).
+* the **driver's open aperture**, learned only from frames known open (the trusted model reads
+  them open); the prior ``OPEN_PRIOR`` holds for a driver whose eyes are never seen open.
+* **how the head moves**: lowered lids with the head pitched down more than ``look_down_deg``
+  below the road direction are a look down (the lap, a phone); near the road pitch they are an
+  eye closure that cannot be told from a look down. A closure that began with the lids shut
+  and has lasted ``ESTABLISHED_S`` is a doze: it stays a closure while the head sinks, hangs
+  or turns, as long as the eyes stay shut or lowered.
+* **the mouth**: eyes squeezed during a yawn (the mouth opened wide while the eyes were open)
+  are part of the yawn, not a closure.
+
+The policy, in the words of Euro NCAP's DSM protocol: a closure is fatigue's, a look down is
+distraction's, and an ambiguity silences neither. ``lowered`` lids near the road pitch are an
+*ambiguous* closure: ``driver_fatigue`` counts them towards sleep (3 s: the eyes have been off
+the road as long as a long distraction) but not towards a microsleep or PERCLOS, which need the
+lids seen shut. Unreadable eyes (dark glasses, a hand, a face too small or turned too far for
+both cues) are unknown, never closed: ``driver_monitoring_degraded`` says so.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..types import FaceState
+
+EyeState = Literal["open", "shut", "lowered"]
+
+# The eye-state model is trusted within this head yaw (either side) and downward pitch, relative
+# to the camera. Measured on the shared clips: open eyes read "closed" (>= 0.6) on 93 % of the
+# car clip's frames (yaw 22-53), 90 % of the head sweep's at yaw -38..-46, 0-3 % of frontal ones.
+MODEL_MAX_YAW_DEG = 20.0
+MODEL_MAX_PITCH_DEG = 25.0
+MODEL_CLOSED = 0.6  # the model's closed probability from which it says "closed"
+MODEL_OPEN = 0.4  # ... and up to which it says "open"
+# Lid aperture (gaze openness, eye widths) against this driver's open aperture. Open eyes on the
+# clips: 0.17-0.27 frontal (0.25-0.35 turned); shut 0.018-0.065 (eyes_shut_desk, the talking
+# head's blinks); lowered at notes 0.064-0.117 (talking head); the car's lap look 0.13-0.22.
+OPEN_PRIOR = 0.22
+OPEN_RANGE = (0.15, 0.35)  # the learned open aperture stays within this
+SHUT_SHARE = 0.2  # under this share of open: shut (no iris between the lids)
+LOWERED_SHARE = 0.55  # under this share: lowered; at or over it: open
+OPEN_SAMPLES = 300  # known-open apertures kept (about 10-30 s of open frames)
+OPEN_PRIOR_SAMPLES = 10  # the prior counts as this many samples in the median
+# Without the contour, a model-read closure with the head pitched down more than this (below
+# the road) may be a glance at the instruments: lowered, not shut (the fatigue zone before).
+MODEL_HEAD_DOWN_DEG = 8.0
+# A closure that saw shut lids and has lasted this long is a doze: the head may drop with it.
+# (A glance lowers the lids and moves the head within ~0.3 s.)
+ESTABLISHED_S = 0.5
+# A yawn's squeeze: closed eyes while the mouth is wide open (and for a moment after), when the
+# mouth opened with the eyes open, are part of the yawn; a yawn lasts up to ~6 s.
+YAWN_MAR = 0.5
+YAWN_GATE_MAX_S = 6.0
+YAWN_TAIL_S = 0.5
+
+
+@dataclass(slots=True)
+class EyeReading:
+    """One frame's eyes as the driver rules use them."""
+
+    state: EyeState | None  # fused: open, shut, lowered; None: unreadable
+    closed: bool | None  # a closure frame (True), open (False), unknown or a look down (None)
+    shut: bool = False  # the lids were seen shut (counts for microsleep and PERCLOS)
+    look_down: bool = False  # lowered lids with the head down: a look down, distraction's
+    yawn: bool = False  # closed eyes inside a yawn (not a closure)
+    cue: str = ""  # what decided: contour, model, both
+
+
+def model_trusted(face: FaceState, pose: dict | None) -> float | None:
+    """The eye model's closed probability where it can be trusted (a face turned towards the
+    camera), else None."""
+    p = face.signal("eye_closed")
+    if p is None or pose is None:
+        return None
+    if abs(float(pose["yaw"])) > MODEL_MAX_YAW_DEG or float(pose["pitch"]) < -MODEL_MAX_PITCH_DEG:
+        return None
+    return float(p)
+
+
+class EyeJudge:
+    """Fuses the eye cues of the primary face into an ``EyeReading``, keeping the driver's open
+    aperture, the closure going on and the mouth's state."""
+
+    def __init__(self, look_down_deg: float) -> None:
+        self.look_down_deg = look_down_deg
+        self.open_lids = OPEN_PRIOR
+        self.open_samples: deque[float] = deque(maxlen=OPEN_SAMPLES)
+        self.run_since: float | None = None  # first frame of the closure going on
+        self.run_shut = False  # the closure going on saw shut lids
+        self.mouth_since: float | None = None  # the mouth wide open since
+        self.mouth_closed_at: float | None = None
+        self.yawn_gate = False  # the opening going on began with the eyes open
+        self.last_open: float | None = None
+
+    def reset(self) -> None:
+        self.open_lids = OPEN_PRIOR
+        self.open_samples.clear()
+        self.run_since, self.run_shut = None, False
+
+    def contour(self, openness: float) -> EyeState:
+        if openness < SHUT_SHARE * self.open_lids:
+            return "shut"
+        return "lowered" if openness < LOWERED_SHARE * self.open_lids else "open"
+
+    def fuse(self, face: FaceState, pose: dict | None, head_down: float) -> tuple[EyeState | None, str]:
+        """Open, shut, lowered or None from the contour and the (trusted) eye model."""
+        p = model_trusted(face, pose)
+        gaze = face.signal("gaze")
+        lids = self.contour(float(gaze["openness"])) if isinstance(gaze, dict) else None
+        if lids == "open":
+            return "open", "contour"
+        if lids is not None:
+            if p is not None and p <= MODEL_OPEN:
+                return "open", "both"  # the model sees an open eye the contour reads low (a squint)
+            return lids, "contour" if p is None else "both"
+        if p is None:
+            return None, ""
+        if "gaze" in face.signals and p >= MODEL_CLOSED and self.run_since is None:
+            # The contour is on but could not read this frame: the model alone does not start a
+            # closure (it reads open eyes "closed" on 93 % of the car clip's frames and on small
+            # faces), it only carries one already going on (a sinking head loses the contour).
+            return None, ""
+        if p >= MODEL_CLOSED:
+            return ("lowered" if head_down > MODEL_HEAD_DOWN_DEG else "shut"), "model"
+        return ("open" if p <= MODEL_OPEN else None), "model"
+
+    def learn_open(self, face: FaceState, pose: dict | None) -> None:
+        """The open aperture from frames the trusted model reads open (p <= 0.2, the iris readable)."""
+        p = model_trusted(face, pose)
+        gaze = face.signal("gaze")
+        if p is None or p > 0.2 or not isinstance(gaze, dict) or float(gaze["confidence"]) < 0.3:
+            return
+        self.open_samples.append(float(gaze["openness"]))
+        prior = np.full(OPEN_PRIOR_SAMPLES, OPEN_PRIOR)
+        self.open_lids = float(np.clip(np.median(np.concatenate([np.asarray(self.open_samples), prior])), *OPEN_RANGE))
+
+    def mouth(self, pose: dict | None, t: float, eyes_open: bool) -> bool:
+        """True while a yawn's squeeze may close the eyes: the mouth wide open (or just closed),
+        having opened while the eyes were open, for at most YAWN_GATE_MAX_S."""
+        mar = None if pose is None else pose.get("mar")
+        if mar is not None and float(mar) >= YAWN_MAR:
+            if self.mouth_since is None:
+                self.mouth_since = t
+                # the eyes were open up to a moment ago: a yawn, not a sleeper's mouth falling open
+                self.yawn_gate = self.last_open is not None and t - self.last_open <= YAWN_TAIL_S
+            self.mouth_closed_at = None
+        elif self.mouth_since is not None:
+            self.mouth_closed_at = t if self.mouth_closed_at is None else self.mouth_closed_at
+            if t - self.mouth_closed_at > YAWN_TAIL_S:
+                self.mouth_since, self.mouth_closed_at = None, None
+        if eyes_open:
+            self.last_open = t
+        return self.mouth_since is not None and self.yawn_gate and t - self.mouth_since <= YAWN_GATE_MAX_S
+
+    def update(self, face: FaceState, pose: dict | None, head_down: float, t: float) -> EyeReading:
+        """``head_down``: degrees the head is pitched below the driver's road direction."""
+        self.learn_open(face, pose)
+        state, cue = self.fuse(face, pose, head_down)
+        yawning = self.mouth(pose, t, state == "open")
+        if state is None:
+            return EyeReading(None, None, cue=cue)
+        if state == "open":
+            self.run_since, self.run_shut = None, False
+            return EyeReading("open", False, cue=cue)
+        if yawning:
+            self.run_since, self.run_shut = None, False
+            return EyeReading(state, False, yawn=True, cue=cue)
+        if state == "lowered" and head_down > self.look_down_deg:
+            established = self.run_since is not None and self.run_shut and t - self.run_since >= ESTABLISHED_S
+            if not established:  # a look down: the head went down with the lids
+                self.run_since, self.run_shut = None, False
+                return EyeReading("lowered", None, look_down=True, cue=cue)
+        if self.run_since is None:
+            self.run_since = t
+        self.run_shut = self.run_shut or state == "shut"
+        return EyeReading(state, True, shut=state == "shut", cue=cue)
