@@ -144,7 +144,40 @@ def collect(alerts: dict[str, Alert], done: list[Alert], t: float, events) -> No
             done.append(alert)
 
 
-def play_clip_clock(sc: Scenario, config: Path, trace: list | None = None) -> list[Alert]:
+def _night(image):
+    """An infrared night cabin: grey, dim, noisy (sensor gain)."""
+    import numpy as np
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32) * 0.35
+    grey += np.random.default_rng(len(grey)).normal(0.0, 5.0, grey.shape).astype(np.float32)
+    return cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def _small(image):
+    """A low-resolution dashcam: the picture 270 px high (faces of 60-90 px where the clip's were
+    250-350; the car clip's 130 px face becomes 33 px: unreadable, as it would be)."""
+    h, w = image.shape[:2]
+    k = min(1.0, 270.0 / h)
+    return cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+
+
+def _tilt(image):
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 20.0, 1.0)
+    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+# What the same real footage looks like from other cameras: robustness, not new evidence.
+VARIANTS = {
+    "as-is": lambda image: image,
+    "mirror": lambda image: cv2.flip(image, 1),
+    "night": _night,
+    "small": _small,
+    "tilt": _tilt,
+}
+
+
+def play_clip_clock(sc: Scenario, config: Path, trace: list | None = None, variant: str = "as-is") -> list[Alert]:
     """Every frame of the clip through the daemon's Pipeline and RulesEngine, t = the frame's
     time in the clip. ``trace`` (a list) receives one dict per frame: what the rules saw."""
     from daemon.config import load_config
@@ -168,7 +201,7 @@ def play_clip_clock(sc: Scenario, config: Path, trace: list | None = None) -> li
         if not ok:
             break
         t = i / fps
-        obs = pipeline.process(Frame(image, i, t, wall0 + t))
+        obs = pipeline.process(Frame(VARIANTS[variant](image), i, t, wall0 + t))
         collect(open_alerts, done, t, rules.step(obs))
         if trace is not None:
             trace.append(frame_trace(t, obs, rules))
@@ -293,6 +326,9 @@ def main() -> int:
     ap.add_argument("--live", action="store_true", help="play each clip in real time through emotiond run and Mosquitto")
     ap.add_argument("--trace", type=Path, metavar="FOLDER", help="write each scenario's per-frame signals as JSON lines")
     ap.add_argument("--json", type=Path, help="write the verdicts as JSON")
+    ap.add_argument("--variant", choices=list(VARIANTS), default="as-is",
+                    help="play the clips as another camera would see them: mirrored, an infrared night cabin "
+                         "(grey, dim, noisy), a low-resolution dashcam (270 px high), tilted 20 degrees")
     ap.add_argument("-v", "--verbose", action="store_true", help="print what each scenario is")
     args = ap.parse_args()
     chosen = scenarios(args.only)
@@ -300,7 +336,8 @@ def main() -> int:
     if missing:
         sys.exit(f"shared data not found: {', '.join(missing)} (the bench reads ../shared/data beside the repo)")
     print(machine())
-    print(f"config: {args.config}; clock: {'real time, emotiond run + Mosquitto' if args.live else 'the clip (every frame)'}")
+    print(f"config: {args.config}; clock: {'real time, emotiond run + Mosquitto' if args.live else 'the clip (every frame)'}; "
+          f"footage: {args.variant}")
     verdicts = []
     for sc in chosen:
         t0 = time.perf_counter()
@@ -311,7 +348,7 @@ def main() -> int:
                 alerts = play_live(sc, args.config.resolve(), Path(tmp))
         else:
             trace: list | None = [] if args.trace else None
-            alerts = play_clip_clock(sc, args.config.resolve(), trace)
+            alerts = play_clip_clock(sc, args.config.resolve(), trace, args.variant)
             if args.trace:
                 args.trace.mkdir(parents=True, exist_ok=True)
                 with open(args.trace / f"{sc.name}.jsonl", "w") as fh:

@@ -133,23 +133,29 @@ def test_known_iris_offsets_are_read_in_the_right_direction_and_order(clip_frame
         yaws.append(obs.primary.signal("gaze")["yaw"])
     assert np.all(np.diff(yaws) > 2.0), yaws  # monotonic: right is right, more is more
     assert yaws[0] < -15.0 and yaws[-1] > 15.0
-    assert abs(yaws[3] - clip_obs[200].primary.signal("gaze")["yaw"]) < 1.0  # the paste itself moves nothing
+    plain = observe(cfg, [frame] * 4)[-1].primary.signal("gaze")["yaw"]  # the same frame, read the same way
+    assert abs(yaws[3] - plain) < 1.0  # the paste itself moves nothing
 
 
 # -- the rules on real frames, injected clock ---------------------------------------------------
 
-def test_a_look_down_with_the_head_at_10_degrees_is_a_distraction_at_3_s_and_not_fatigue(clip_obs):
+def test_a_look_down_at_notes_with_the_head_at_10_degrees_is_one_alert_never_both(clip_obs):
+    """Lowered lids (the iris under them) with the head only 10 degrees down: a look at notes, or
+    a closure behind glasses (issue "Real drivers": a dozing driver reads the same). The eyes are
+    off the road either way: after 3 s one alert starts, never both, never a 1 s microsleep
+    (that needs the lids seen shut): fatigue's ambiguous closure, at sleep level."""
     ahead, down = primaries(clip_obs, AHEAD), primaries(clip_obs, DOWN)
     d = Drive().hold(5, ahead).hold(3.5, down).hold(5, ahead)
-    assert d.starts("driver_fatigue") == []
-    assert d.starts("driver_distraction") == [(pytest.approx(5 + 3.0, abs=0.08), "distracted")]
-    end = [e for _, e in d.seen if e.type == "driver_distraction" and e.phase == "end"]
-    assert end and end[0].details["judged_on"] in ("gaze", "head") and end[0].details["peak"]["away_s"] >= 3.4
-    # Head pose alone (gaze off in the zone) does not see it: the head stays inside its zone.
+    assert d.starts("driver_distraction") == []
+    assert d.starts("driver_fatigue") == [(pytest.approx(5 + 3.0, abs=0.15), "sleep")]
+    # Head pose alone (no contour): the eye model reads the lids closed; the same one alert.
     rules = [{"type": "driver_fatigue"}, {"type": "driver_distraction", "head": {"gaze": False}}]
     gaze_off = [FaceState(f.track_id, f.box, f.probs, f.label, f.confidence, True, None,
                           {k: v for k, v in f.signals.items() if k != "gaze"}) for f in down]
-    assert Drive(rules).hold(5, ahead).hold(3.5, gaze_off).hold(5, ahead).starts("driver_distraction") == []
+    ahead_off = [FaceState(f.track_id, f.box, f.probs, f.label, f.confidence, True, None,
+                           {k: v for k, v in f.signals.items() if k != "gaze"}) for f in ahead]
+    d = Drive(rules).hold(5, ahead_off).hold(3.5, gaze_off).hold(5, ahead_off)
+    assert d.starts("driver_distraction") == [] and [lv for _, lv in d.starts("driver_fatigue")] == ["sleep"]
 
 
 def test_eyes_only_glances_summing_to_10_s_within_30_s_are_time_sharing(clip_frames, clip_obs, tmp_path):
