@@ -68,6 +68,7 @@ class Scenario:
     intervals: list[tuple[float, float, str]]
     expect: list[Expect]
     allow: list[str]
+    eyes: list[tuple[float, float, str]] = field(default_factory=list)  # open, shut, lowered: for --cues
 
     @property
     def awake_s(self) -> float:
@@ -104,6 +105,7 @@ def load_scenario(path: Path) -> Scenario:
         intervals=[(float(a), float(b), str(s)) for a, b, s in data.get("intervals", [])],
         expect=[Expect(**e) for e in data.get("expect") or []],
         allow=list(data.get("allow") or []),
+        eyes=[(float(a), float(b), str(s)) for a, b, s in data.get("eyes", [])],
     )
 
 
@@ -303,6 +305,44 @@ def judge(sc: Scenario, alerts: list[Alert]) -> Verdict:
     return Verdict(sc, alerts, met, false)
 
 
+def cue_readings(row: dict[str, Any]) -> dict[str, str | None]:
+    """What each eye cue says about one traced frame: open, shut, lowered (the contour only),
+    closed (the model), or None (no reading)."""
+    from daemon.rules import eyes as E
+
+    p = row.get("eye_closed")
+    model = None if p is None else "closed" if p >= E.MODEL_CLOSED else "open" if p <= E.MODEL_OPEN else None
+    yaw, pitch = row.get("head_pose.yaw"), row.get("head_pose.pitch")
+    trusted = model if (yaw is not None and abs(yaw) <= E.MODEL_MAX_YAW_DEG and pitch >= -E.MODEL_MAX_PITCH_DEG) else None
+    o = row.get("gaze.openness")
+    contour = None if o is None else E.EyeJudge(20.0).contour(o)
+    fused = row.get("driver_fatigue.eyes")
+    return {"eye model": model, "eye model, facing the camera": trusted, "lid contour": contour, "daemon (fused)": fused}
+
+
+CUE_RIGHT = {"open": ("open",), "shut": ("shut", "closed"), "lowered": ("lowered",)}
+
+
+def cue_table(traces: dict[str, list[dict]], chosen: list[Scenario]) -> str:
+    """Per labelled eye state, each cue's share of frames read right, wrong and not at all."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for sc in chosen:
+        for row_ in traces.get(sc.name, []):
+            label = next((s for a, b, s in sc.eyes if a <= row_["t"] <= b), None)
+            if label is None or not row_.get("faces"):
+                continue
+            for cue, said in cue_readings(row_).items():
+                c = counts.setdefault((label, cue), [0, 0, 0, 0])
+                # shut lids read "lowered" are an ambiguous closure: counted towards sleep, not microsleep
+                ambiguous = label == "shut" and said == "lowered"
+                c[0 if said in CUE_RIGHT[label] else 1 if ambiguous else 3 if said is None else 2] += 1
+    rows = []
+    for (label, cue), (right, ambiguous, wrong, none) in sorted(counts.items()):
+        n = right + ambiguous + wrong + none
+        rows.append([label, cue, str(n), f"{right / n:.0%}", f"{ambiguous / n:.0%}", f"{wrong / n:.0%}", f"{none / n:.0%}"])
+    return table(rows, ["eyes (labelled)", "cue", "frames", "right", "ambiguous", "wrong", "no reading"])
+
+
 def row(v: Verdict) -> list[str]:
     expected = "; ".join(f"{e.alert.removeprefix('driver_')}{'=' + e.level if e.level else ''} "
                          f"by {e.by:g}" for e in v.scenario.expect) or "none"
@@ -326,6 +366,8 @@ def main() -> int:
     ap.add_argument("--live", action="store_true", help="play each clip in real time through emotiond run and Mosquitto")
     ap.add_argument("--trace", type=Path, metavar="FOLDER", help="write each scenario's per-frame signals as JSON lines")
     ap.add_argument("--json", type=Path, help="write the verdicts as JSON")
+    ap.add_argument("--cues", action="store_true",
+                    help="also print each eye cue's error on the frames labelled open, shut or lowered (eyes: in the labels)")
     ap.add_argument("--variant", choices=list(VARIANTS), default="as-is",
                     help="play the clips as another camera would see them: mirrored, an infrared night cabin "
                          "(grey, dim, noisy), a low-resolution dashcam (270 px high), tilted 20 degrees")
@@ -339,6 +381,7 @@ def main() -> int:
     print(f"config: {args.config}; clock: {'real time, emotiond run + Mosquitto' if args.live else 'the clip (every frame)'}; "
           f"footage: {args.variant}")
     verdicts = []
+    traces: dict[str, list[dict]] = {}
     for sc in chosen:
         t0 = time.perf_counter()
         if args.live:
@@ -347,8 +390,9 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 alerts = play_live(sc, args.config.resolve(), Path(tmp))
         else:
-            trace: list | None = [] if args.trace else None
+            trace: list | None = [] if (args.trace or args.cues) else None
             alerts = play_clip_clock(sc, args.config.resolve(), trace, args.variant)
+            traces[sc.name] = trace or []
             if args.trace:
                 args.trace.mkdir(parents=True, exist_ok=True)
                 with open(args.trace / f"{sc.name}.jsonl", "w") as fh:
@@ -359,6 +403,9 @@ def main() -> int:
             print(f"  {sc.name}: {sc.what} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     print(table([row(v) for v in verdicts], ["scenario", "expected", "started (level@clip s)", "false", "verdict"]))
     print(totals(verdicts))
+    if args.cues and not args.live:
+        print()
+        print(cue_table(traces, chosen))
     if args.json:
         args.json.write_text(json.dumps([{
             "scenario": v.scenario.name, "passed": v.passed, "false_alerts": len(v.false),

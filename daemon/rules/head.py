@@ -118,6 +118,8 @@ class HeadTracker:
         self._last_sample: tuple[float, float, float] | None = None  # t, yaw, pitch
         self._absent_since: float | None = None
         self.last_zone: Zone | None = None  # of the latest reading, for the live page
+        self.last_eyes: str | None = None  # the eyes in the latest reading: open, shut, lowered (rules/eyes.py)
+        self.last_eyes_as: str | None = None  # ... counted as: closure, look_down, yawn
 
     @property
     def calibrated(self) -> bool:
@@ -137,6 +139,8 @@ class HeadTracker:
             "pitch_down_deg": c.pitch_down_deg,
             "pitch_up_deg": c.pitch_up_deg,
             "zone": self.last_zone,
+            "eyes": self.last_eyes,
+            "eyes_as": self.last_eyes_as,
         }
 
     def reset(self) -> None:
@@ -175,6 +179,7 @@ class HeadTracker:
         self._absent_since = None
         pose = pose_of(face, self.cfg.min_confidence)
         if pose is None:
+            self.last_zone = self.last_eyes = self.last_eyes_as = None
             return None
         c = self.cfg
         head = np.array([float(pose["yaw"]), float(pose["pitch"])])
@@ -187,6 +192,8 @@ class HeadTracker:
         d = dhead if eye is None else dhead + eye - self.eye_neutral
         zone = "down" if eyes.look_down else self.zone(float(d[0]), float(d[1]), c.gaze_yaw_deg if eye is not None else None)
         self.last_zone = zone
+        self.last_eyes = eyes.state
+        self.last_eyes_as = "yawn" if eyes.yawn else "look_down" if eyes.look_down else "closure" if eyes.closed else None
         # Attentive: the eyes are not seen closed or lowered. Unreadable eyes (sunglasses, a face
         # turned too far for the eye model and too small for the contour) teach too: the driver
         # still needs a road direction, and a steady confident pose is most of the time the road.
