@@ -76,6 +76,8 @@ def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch,
     packaged.mkdir(parents=True)
     (packaged / "emotion_ferplus.json").write_bytes((REPO / "models/emotion_ferplus.json").read_bytes())
     (packaged / "emotion_ferplus.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
+    yunet = "face_detection_yunet_2023mar.onnx"  # the default detector's model, installed beside it
+    (packaged / yunet).write_bytes((REPO / "models" / yunet).read_bytes())
     monkeypatch.setattr(paths, "installed_models_dir", lambda: packaged)
     work = tmp_path / "work"
     work.mkdir()
