@@ -153,18 +153,22 @@ class Store:
         return json.loads((self.releases / str(version) / "release.json").read_text())
 
     def overlay(self, version: int | None) -> dict:
-        """The config keys a release sets, over the config file: its model (as named, no
-        precision swap) and its config fragment."""
-        if version is None:
-            return {}
+        """The config keys an installed release sets over the config file (none for None)."""
+        return {} if version is None else self.overlay_of(self.releases / str(version))
+
+    @staticmethod
+    def overlay_of(folder: Path) -> dict:
+        """The config keys of the release in ``folder``: its model (as named, no precision
+        swap) and its config fragment."""
         import yaml
 
-        folder = self.releases / str(version)
-        files = self.release(version)["files"]
+        files = json.loads((folder / "release.json").read_text())["files"]
         out: dict = {}
         if "config" in files:
             out = yaml.safe_load((folder / files["config"]["name"]).read_text()) or {}
+            if not isinstance(out, dict):
+                out = {"(fragment)": out}  # refused by the config's validation as an unknown key
         if "model" in files:
-            out = {**out, "classifier": {**out.get("classifier", {}), "model": str(folder / files["model"]["name"]),
+            out = {**out, "classifier": {**(out.get("classifier") or {}), "model": str(folder / files["model"]["name"]),
                                          "precision": "file"}}
         return out
