@@ -49,7 +49,10 @@ def repo(tmp_path):
     server.stop()
 
 
-def updated_daemon(folder, broker, device, server, repo_dir, group, realtime=True, **updates) -> DaemonProcess:
+def updated_daemon(folder, broker, device, server, repo_dir, group, realtime=True, sections=None,
+                   **updates) -> DaemonProcess:
+    """A real daemon on the looped talking head whose ``updates:`` section names the served
+    repository (first check half a second after start, then only on ``cmd/update``)."""
     clip = shared_file(TALKING_HEAD)
     cfg = daemon_config(
         folder, broker, device, BASE_MODEL,
@@ -57,7 +60,7 @@ def updated_daemon(folder, broker, device, server, repo_dir, group, realtime=Tru
         classifier={"model": str(BASE_MODEL), "precision": "file", "max_rate_hz": 0},
         updates={"enabled": True, "url": server.url, "root": str(repo_dir / "metadata" / "1.root.json"),
                  "group": group, "first_check_s": 0.5, "interval_s": 3600, "health_window_s": 4,
-                 "min_frames": 10, **updates})
+                 "min_frames": 10, **updates}, **(sections or {}))
     proc = DaemonProcess(cfg)
     proc.wait_log(r"emotiond running", timeout=60)
     return proc
