@@ -307,33 +307,37 @@ class Repository:
 
 
 # -- the fleet view: stop a rollout when too many devices of a group fail ------------------------
-def failed_share(dsn: str, group: str, version: int) -> tuple[int, int]:
-    """(devices of ``group`` that reported on ``version``, of them the ones that failed it)."""
+def progress(dsn: str, group: str, version: int) -> tuple[int, int, int]:
+    """(devices of ``group`` that reported on release ``version``, of them those running it,
+    those that failed it), from the ingest's ``rollout_progress`` view (fleet/schema.sql)."""
     import psycopg
 
     with psycopg.connect(dsn, connect_timeout=5) as db:
-        row = db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE failed) FROM device_versions_for(%s, %s)", (group, version)
-        ).fetchone()
-    return int(row[0]), int(row[1])
+        row = db.execute("SELECT reported, running, failed FROM rollout_progress WHERE device_group = %s AND release = %s",
+                         (group, version)).fetchone()
+    return (0, 0, 0) if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def watch(repo: Repository, dsn: str, group: str, threshold: float, min_devices: int = 1, interval_s: float = 5.0,
           timeout_s: float | None = None) -> str:
-    """Poll the fleet view; stop the group's rollout once ``failed / reported > threshold``.
-    Returns ``"stopped"``, ``"done"`` (every reporting device committed) or ``"timeout"``."""
+    """Poll the fleet view; stop the group's rollout once ``failed / reported > threshold``
+    (hawkBit's error threshold). Returns ``"stopped"``, ``"done"`` (``min_devices`` or more
+    reported and every one of them runs the release) or ``"timeout"``."""
     entry = repo.rollout_doc()["groups"].get(group)
     if entry is None:
         raise PublishError(f"group {group!r} has no rollout to watch")
     version = entry["version"]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while deadline is None or time.monotonic() < deadline:
-        reported, failed = failed_share(dsn, group, version)
+        reported, running, failed = progress(dsn, group, version)
         if reported >= min_devices and failed / reported > threshold:
             reason = f"{failed} of {reported} devices failed release {version} (threshold {threshold:.0%})"
             log.warning("group %s: %s: stopping the rollout", group, reason)
             repo.stop(group, reason=reason)
             return "stopped"
+        if reported >= min_devices and running == reported:
+            log.info("group %s: all %d reporting devices run release %d", group, reported, version)
+            return "done"
         time.sleep(interval_s)
     return "timeout"
 
