@@ -99,8 +99,7 @@ class Store:
         self.state["trying"] = None
         if self.attempts(v) >= max_attempts:
             reason = f"health window interrupted {self.attempts(v)} times (power cut or crash)"
-            self.state["failed"][str(v)] = reason
-            self._save()
+            self.fail(v, reason)
             return f"release {v} failed: {reason}; running release {self.current}"
         self._save()
         return f"release {v}: health window interrupted; running release {self.current}, {v} is tried again"
