@@ -123,6 +123,9 @@ class Client:
             if info is None:
                 raise UpdateRefused("missing_target", f"the repository has no target {name!r}")
             dest.parent.mkdir(parents=True, exist_ok=True)
+            cached = self._updater.find_cached_target(info, str(dest))  # verified against its hash
+            if cached is not None:
+                return Path(cached)
             return Path(self._updater.download_target(info, str(dest)))
         except UpdateRefused:
             raise
