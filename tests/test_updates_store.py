@@ -92,3 +92,36 @@ def test_without_python_tuf_the_daemon_runs_with_updates_off_and_exits_78_with_t
     else:
         proc.wait_log(r"emotiond running", timeout=60)
         assert proc.terminate(15) == 0
+
+
+def test_the_health_window_judges_frames_faces_speed_and_errors():
+    from daemon.update.health import Before, HealthWindow
+
+    def window(before=Before(100.0, True), **kw):
+        args = {"window_s": 10, "min_frames": 10, "min_fps_share": 0.5, "require_faces": True} | kw
+        return HealthWindow(before, args["window_s"], args["min_frames"], args["min_fps_share"],
+                            args["require_faces"], t0=0.0, frames0=1000, classified0=500)
+
+    w = window()
+    w.observe(1600, 900)
+    assert w.verdict(5.0) is None  # still running
+    assert w.verdict(10.0) == (True, "600 frames, 400 faces classified, 60.0 frames/s (before 100.0)")
+    w = window()
+    w.observe(1400, 700)
+    ok, why = w.verdict(10.0)
+    assert not ok and why.startswith("too slow: 400 frames") and "below 50% of before" in why
+    w = window()
+    w.observe(1600, 500)
+    assert w.verdict(10.0)[1].startswith("no face classified")
+    w = window(before=Before(100.0, False))  # no face before: none needed after
+    w.observe(1600, 500)
+    assert w.verdict(10.0)[0]
+    w = window()
+    w.observe(1005, 501)
+    assert w.verdict(10.0)[1].startswith("frames not flowing")
+    w = window(before=Before(0.0, False))  # a camera offline before and after: not the release's fault
+    w.observe(1000, 500)
+    assert w.verdict(10.0)[0]
+    w = window()
+    w.observe(1001, 500, "RuntimeError: boom")
+    assert w.verdict(0.5) == (False, "stage error: RuntimeError: boom")  # at once, not at the window's end

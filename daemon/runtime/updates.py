@@ -132,7 +132,7 @@ class UpdateDriver:
             return
         v = wanted.version
         if (why := self.store.failed(v)) is not None:
-            self.publish(state="failed", target=v, reason=why, reason_code=self.status.get("reason_code"))
+            self.publish(state="failed", target=v, reason=why, reason_code="failed_before")
             return
         if current is not None and v < current and not wanted.downgrade:
             self._refused("older_version", f"the rollout asks for release {v}, older than release {current} "

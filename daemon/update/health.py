@@ -87,7 +87,7 @@ class HealthWindow:
         fps = self.fps(now)
         figures = f"{self.frames} frames, {self.classified} faces classified, {fps:.1f} frames/s " \
                   f"(before {self.before.fps:.1f})"
-        if self.frames < self.min_frames:
+        if self.before.fps > 0 and self.frames < self.min_frames:  # (no frames before: a camera offline)
             return False, f"frames not flowing: {figures}, at least {self.min_frames} needed"
         if self.require_faces and self.before.faces_classified and self.classified == 0:
             return False, f"no face classified: {figures}"
