@@ -6,7 +6,7 @@ HTTP server, fetched by real ``emotiond run`` processes (a Mosquitto between the
   it runs; a too-slow one (the 13 MB float model where a 2.7 MB one ran, ~0.4 of its frames/s
   here with ``classifier.max_rate_hz: 0``, against a stated ``min_fps_share`` of 0.7) runs,
   fails its health window and is rolled back; a config fragment with an unknown key is refused
-  before it is installed; an expired timestamp is refused. Each reason is published, retained, on
+  before it is installed; a model altered on the server and an expired timestamp are refused. Each reason is published, retained, on
   ``<prefix>/update`` (validated against its schema) and counted, and the daemon keeps running.
 """
 
@@ -164,10 +164,19 @@ def test_broken_slow_and_invalid_releases_are_refused_or_rolled_back_and_the_rea
         assert invalid["reason_code"] == "invalid_config" and "classifier.bogus_key: unknown key" in invalid["reason"]
         assert not (tmp_path / "solo" / "state" / "updates" / "releases" / "4").exists()
 
+        publish(r, k, "add", "--version", "5", "--model", str(MODELS / "emotion_fast.tflite"))
+        for f in (r / "targets" / "releases" / "5").glob("*.emotion_fast.tflite"):  # the server's copy altered
+            f.write_bytes(f.read_bytes()[:-100] + bytes(100))
+        publish(r, k, "rollout", "--group", "default", "--version", "5")
+        trigger(sub, device)
+        tampered = wait_status(sub, device, state="refused", target=5)
+        assert tampered["reason_code"] == "tampered" and tampered["version"] == 1, tampered
+        assert not (tmp_path / "solo" / "state" / "updates" / "releases" / "5").exists()
+
         publish(r, k, "timestamp", "--hours", "-1")
         trigger(sub, device)
         expired = wait_status(sub, device, state="refused", reason_code="expired")
-        assert expired["refused"] == {"invalid_model": 1, "invalid_config": 1, "expired": 1}
+        assert expired["refused"] == {"invalid_model": 1, "invalid_config": 1, "tampered": 1, "expired": 1}
         assert proc.running
         state = json.loads((tmp_path / "solo" / "state" / "updates" / "state.json").read_text())
         assert state["current"] == 1 and state["trying"] is None and set(state["failed"]) == {"2", "3", "4"}

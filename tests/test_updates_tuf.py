@@ -126,3 +126,20 @@ def test_the_unreachable_repository_is_a_reason_too(tmp_path, repo):
     with pytest.raises(UpdateRefused) as e:
         c.wanted("default", tmp_path / "s")
     assert e.value.reason == "unreachable"
+
+
+def test_emotiond_check_verifies_the_update_repository(tmp_path, repo):
+    from daemon_helpers import daemon_config, run_cli
+
+    r, _k, server = repo
+    (tmp_path / "frames").mkdir()
+    ok = daemon_config(tmp_path / "ok", None, "chk", MODEL, source={"uri": str(tmp_path / "frames")},
+                       updates={"enabled": True, "url": server.url, "root": str(r / "metadata" / "1.root.json"),
+                                "group": "canary"})
+    out = run_cli("check", "--config", str(ok), "--timeout", "1")
+    line = next(x for x in out.stdout.splitlines() if x.startswith("updates"))
+    assert line.split()[1] == "ok" and f"{server.url} verified; group canary: release 1" in line
+    publish(r, _k, "timestamp", "--hours", "-1")
+    out = run_cli("check", "--config", str(ok), "--timeout", "1")
+    line = next(x for x in out.stdout.splitlines() if x.startswith("updates"))
+    assert line.split()[1] == "failed" and "refused (expired)" in line and out.returncode == 1
