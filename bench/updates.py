@@ -66,8 +66,7 @@ def check_cost(repo: Repository, url: str, folder: Path, checks: int) -> dict:
 
 
 class Device(threading.Thread):
-    def __init__(self, name: str, group: str, url: str, root: Path, folder: Path, interval: float, window: float,
-                 t_zero: list[float]) -> None:
+    def __init__(self, group: str, url: str, root: Path, folder: Path, interval: float, window: float) -> None:
         super().__init__(daemon=True)
         self.group, self.interval, self.window = group, interval, window
         self.client = Client(url, root, folder)
@@ -75,7 +74,6 @@ class Device(threading.Thread):
         self.committed_at: float | None = None
         self.stop_flag = threading.Event()
         self.phase = random.random() * interval
-        self.t_zero = t_zero
 
     def run(self) -> None:
         time.sleep(self.phase)
@@ -95,9 +93,8 @@ class Device(threading.Thread):
 
 def fleet_time(repo: Repository, url: str, folder: Path, n: int, canary: int, interval: float, window: float) -> dict:
     root = repo.metadata / "1.root.json"
-    t_zero: list[float] = []
-    devices = [Device(f"d{i}", "canary" if i < canary else "default", url, root, folder / f"d{i}", interval, window,
-                      t_zero) for i in range(n)]
+    devices = [Device("canary" if i < canary else "default", url, root, folder / f"d{i}", interval, window)
+               for i in range(n)]
     for d in devices:
         d.start()
     time.sleep(interval * 1.5)  # every device on release 1 first

@@ -59,6 +59,7 @@ class UpdateDriver:
             "group": cfg.group, "version": self.store.current, "state": "idle", "target": None, "reason": note,
             "reason_code": "interrupted" if note else None, "checks": 0, "check_bytes": 0, "refused": {},
             "rolled_back": 0, "committed": 0}
+        self._lock = threading.Lock()  # the status: the checker and the supervisor both publish
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._ready: int | None = None  # installed, waiting for the supervisor to switch
@@ -89,15 +90,18 @@ class UpdateDriver:
         return True
 
     def publish(self, **changes: Any) -> None:
-        self.status.update(changes)
-        self.status["check_bytes"] = self.client.bytes_fetched
+        with self._lock:
+            self.status.update(changes)
+            self.status["check_bytes"] = self.client.bytes_fetched
+            status = dict(self.status, refused=dict(self.status["refused"]))
         try:
-            self.host.publish_update(dict(self.status, refused=dict(self.status["refused"])))
+            self.host.publish_update(status)
         except Exception:  # noqa: BLE001 - a status that cannot go out must not stop an update
             log.exception("update status not published")
 
     def _refused(self, code: str, message: str, target: int | None = None) -> None:
-        self.status["refused"][code] = self.status["refused"].get(code, 0) + 1
+        with self._lock:
+            self.status["refused"][code] = self.status["refused"].get(code, 0) + 1
         log.warning("update refused (%s): %s", code, message)
         self.publish(state="refused", reason=message, reason_code=code, target=target)
 
@@ -119,7 +123,8 @@ class UpdateDriver:
 
     def check(self) -> None:
         """One check: nothing, a refusal, or a release installed and handed to the supervisor."""
-        self.status["checks"] += 1
+        with self._lock:
+            self.status["checks"] += 1
         folder = self.store.folder
         try:
             wanted = self.client.wanted(self.cfg.group, folder / "download" / "meta")
@@ -215,13 +220,13 @@ class UpdateDriver:
         if ok:
             self.store.commit(v)
             log.info("update: release %d committed (%s)", v, detail)
-            self.status["committed"] += 1
-            self.publish(state="committed", version=v, target=None, reason=detail, reason_code=None)
+            self.publish(state="committed", version=v, target=None, reason=detail, reason_code=None,
+                         committed=self.status["committed"] + 1)
             return
         log.warning("update: release %d rolled back to release %s: %s", v, self.store.current, detail)
         error = self.host.switch(self.store.overlay(self.store.current))
         self.store.fail(v, detail)
-        self.status["rolled_back"] += 1
-        self.publish(state="rolled_back", version=self.store.current, target=v, reason=detail, reason_code=code)
+        self.publish(state="rolled_back", version=self.store.current, target=v, reason=detail, reason_code=code,
+                     rolled_back=self.status["rolled_back"] + 1)
         if error is not None:
             raise RuntimeError(f"rollback to release {self.store.current} failed too: {error}")
