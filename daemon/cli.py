@@ -78,9 +78,31 @@ def cmd_check(args: argparse.Namespace) -> int:
         ok, msg = probe_broker(cfg.mqtt, cfg.device, timeout=args.timeout)
         results.append(("broker", ok, msg))
 
+    if cfg.updates.enabled:
+        results.append(("updates", *_check_updates(cfg.updates)))
+
     for name, ok, msg in results:
         print(f"{name:<8} {'ok' if ok else 'failed':<7} {msg}")
     return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def _check_updates(cfg) -> tuple[bool, str]:
+    """The update repository verified from the shipped root (in a scratch folder: the device's
+    own trusted metadata is left alone), and the release the rollout names for this group."""
+    import tempfile
+    from pathlib import Path
+
+    from .update.client import Client, MissingDependency, UpdateRefused
+
+    with tempfile.TemporaryDirectory(prefix="emotiond-check-") as tmp:
+        try:
+            wanted = Client(cfg.url, cfg.root, Path(tmp), cfg.timeout_s).wanted(cfg.group, Path(tmp) / "scratch")
+        except MissingDependency as exc:
+            return False, str(exc)
+        except UpdateRefused as exc:
+            return False, f"{cfg.url}: refused ({exc.reason}): {exc}"
+    release = f"release {wanted.version}" if wanted else "no release yet"
+    return True, f"{cfg.url} verified; group {cfg.group}: {release}"
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
 from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
 from .rules import DEFAULT_RULES, RuleConfig
+from .update.config import UpdatesConfig
 from .vision.config import PipelineConfig
 from .vision.detectors import DetectorConfig, YunetConfig
 from .vision.signals import SIGNALS
@@ -72,6 +73,7 @@ class _Config(Section):
     health: HealthConfig = HealthConfig()
     logging: LoggingConfig = LoggingConfig()
     http: HttpConfig = HttpConfig()
+    updates: UpdatesConfig = UpdatesConfig()
 
     @field_validator("device_id")
     @classmethod
@@ -217,6 +219,8 @@ def _missing_files(cfg: Config) -> list[str]:
         for key in ("ca_file", "cert_file", "key_file"):
             need.append((f"mqtt.tls.{key}", getattr(tls, key, None)))
     need.append(("mqtt.password_file", getattr(cfg.mqtt, "password_file", None)))
+    if cfg.updates.enabled:
+        need.append(("updates.root", cfg.updates.root))
     return [f"{key}: file not found: {path}{_installed_hint(path)}" for key, path in need
             if path is not None and not Path(path).is_file()]
 
@@ -230,11 +234,25 @@ def _installed_hint(path: Path) -> str:
     return f" (nor {folder / path.name} among the installed models)"
 
 
-def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None = None) -> Config:
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, section by section (nested mappings merged, anything else replaced):
+    how a fleet update's config fragment and model apply over the config file."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None = None,
+                 overlay: dict | None = None) -> Config:
+    """``overlay``: keys set over the file's (an installed fleet update, ``daemon/update/store.py``);
+    a problem it causes is reported like the file's own."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, [f"(top level): expected a mapping of sections, got {type(data).__name__}"])
+    if overlay:
+        data = merge(data, overlay)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -260,8 +278,9 @@ def parse_config(data: Any, path: str | Path = "<config>", base_dir: Path | None
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, validate and resolve a config file; raise ConfigError listing every problem."""
+def load_config(path: str | Path, overlay: dict | None = None) -> Config:
+    """Read, validate and resolve a config file (with ``overlay``'s keys over it); raise
+    ConfigError listing every problem."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -273,7 +292,7 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise ConfigError(path, [f"(yaml) {where}: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, p, p.resolve().parent)
+    return parse_config(data, p, p.resolve().parent, overlay)
 
 
 

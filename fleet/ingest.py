@@ -14,7 +14,9 @@ a worker took but did not acknowledge (it died, its database went away) is deliv
 the table's key (the event id, its phase and its timestamp: see ``schema.sql``) makes a
 redelivery or a QoS 1 duplicate a no-op (``ON CONFLICT DO NOTHING``): at-least-once delivery,
 exactly-once rows. The retained ``status`` (``online``, or ``offline`` from a clean stop or the
-Last Will) goes into ``devices``. A database that goes away is retried with back-off; nothing is
+Last Will) goes into ``devices``; the retained ``update`` status (fleet updates) into
+``device_versions`` (the latest per device; ``rollout_progress`` per group) and
+``update_reports`` (each report; ``update_failures``). A database that goes away is retried with back-off; nothing is
 acknowledged meanwhile.
 
     emotiond-fleet-ingest --nats nats://10.0.0.11:4222,nats://10.0.0.12:4222 \\
@@ -47,6 +49,21 @@ UPSERT_DEVICE = """
 INSERT INTO devices (device, status, changed_at) VALUES (%s, %s, now())
 ON CONFLICT (device) DO UPDATE SET status = EXCLUDED.status, changed_at = now()
 WHERE devices.status IS DISTINCT FROM EXCLUDED.status"""
+UPSERT_VERSION = """
+INSERT INTO device_versions (device, device_group, version, state, target, reason, reason_code, checks, rolled_back,
+                             refused, reported_at)
+VALUES (%(device)s, %(group)s, %(version)s, %(state)s, %(target)s, %(reason)s, %(reason_code)s, %(checks)s,
+        %(rolled_back)s, %(refused)s, %(ts)s)
+ON CONFLICT (device) DO UPDATE SET
+    device_group = EXCLUDED.device_group, version = EXCLUDED.version, state = EXCLUDED.state,
+    target = EXCLUDED.target, reason = EXCLUDED.reason, reason_code = EXCLUDED.reason_code,
+    checks = EXCLUDED.checks, rolled_back = EXCLUDED.rolled_back, refused = EXCLUDED.refused,
+    reported_at = EXCLUDED.reported_at, received_at = now()
+WHERE device_versions.reported_at <= EXCLUDED.reported_at"""
+INSERT_REPORT = """
+INSERT INTO update_reports (device, reported_at, state, device_group, version, target, reason_code, reason)
+VALUES (%(device)s, %(ts)s, %(state)s, %(group)s, %(version)s, %(target)s, %(reason_code)s, %(reason)s)
+ON CONFLICT DO NOTHING"""
 
 
 @dataclass
@@ -55,6 +72,7 @@ class Counts:
     duplicates: int = 0  # messages whose row was there already
     rejected: int = 0  # messages that are not an event (logged, acknowledged, not retried)
     statuses: int = 0
+    updates: int = 0  # update status reports (device_versions)
 
 
 def parse_event(subject: str, data: bytes) -> dict | None:
@@ -66,6 +84,19 @@ def parse_event(subject: str, data: bytes) -> dict | None:
         return None
     row.update(rule=doc.get("rule"), level=doc.get("level"), started_at=doc.get("started_at"),
                ended_at=doc.get("ended_at"), details=json.dumps(doc.get("details") or {}))
+    return row
+
+
+def parse_update(subject: str, data: bytes) -> dict | None:
+    """The device_versions row of one ``<prefix>/<device>/update`` message, or None."""
+    try:
+        doc = json.loads(data)
+        row = {k: doc[k] for k in ("device", "group", "state", "ts")}
+    except (ValueError, KeyError, TypeError):
+        return None
+    row.update(version=doc.get("version"), target=doc.get("target"), reason=doc.get("reason"),
+               reason_code=doc.get("reason_code"), checks=int(doc.get("checks") or 0),
+               rolled_back=int(doc.get("rolled_back") or 0), refused=json.dumps(doc.get("refused") or {}))
     return row
 
 
@@ -95,7 +126,8 @@ class Worker:
             log.info("database connected; schema applied")
         return self._db
 
-    def _write(self, events: list[tuple[str, bytes]], statuses: list[tuple[str, bytes]]) -> None:
+    def _write(self, events: list[tuple[str, bytes]], statuses: list[tuple[str, bytes]],
+               updates: list[tuple[str, bytes]] = ()) -> None:
         """One transaction for the batch: raises (nothing committed) if the database fails."""
         db = self._connect_db()
         with db.transaction():
@@ -115,6 +147,17 @@ class Worker:
             for subject, data in statuses:
                 db.execute(UPSERT_DEVICE, (device_of(subject), data.decode(errors="replace")[:32]))
                 self.counts.statuses += 1
+            for subject, data in updates:
+                row = parse_update(subject, data)
+                if row is None:
+                    self.counts.rejected += 1
+                    log.warning("not an update status on %s: %.80r (kept in rejected_messages)", subject, data)
+                    db.execute("INSERT INTO rejected_messages (subject, payload) VALUES (%s, %s)",
+                               (subject, data.decode("utf-8", errors="replace")[:10000]))
+                    continue
+                db.execute(UPSERT_VERSION, row)
+                db.execute(INSERT_REPORT, row)
+                self.counts.updates += 1
 
     # -- cluster ----------------------------------------------------------------------------
     async def ensure_stream(self, js) -> None:
@@ -129,7 +172,7 @@ class Worker:
 
         await self.ensure_stream(js)
         subs = []
-        for kind in ("events", "status"):
+        for kind in ("events", "status", "update"):
             subject = f"{SUBJECT_PREFIX}{self.prefix}.*.{kind}"
             consumer = ConsumerConfig(durable_name=f"{self.durable}-{kind}", ack_policy=AckPolicy.EXPLICIT,
                                       ack_wait=self.ack_wait_s, max_ack_pending=10 * self.batch,
@@ -160,12 +203,13 @@ class Worker:
                         got.append(await sub.fetch(self.batch, timeout=0.05))
                     except (NatsTimeout, asyncio.TimeoutError):  # nothing there within the timeout
                         got.append([])
-                events, statuses = got
-                if not events and not statuses:
+                events, statuses, updates = got
+                if not events and not statuses and not updates:
                     await asyncio.sleep(0.05)
                     continue
-                self._write([(m.subject, m.data) for m in events], [(m.subject, m.data) for m in statuses])
-                for m in events + statuses:
+                self._write([(m.subject, m.data) for m in events], [(m.subject, m.data) for m in statuses],
+                            [(m.subject, m.data) for m in updates])
+                for m in events + statuses + updates:
                     await m.ack()
                 delay = 0.5
             except Exception as exc:  # noqa: BLE001 - a worker logs, backs off and goes on

@@ -108,7 +108,8 @@ if [ -z "$WHEEL" ]; then
   WHEEL=$(ls "$STAGE"/wheel/emotiond-*.whl)
 fi
 # No .pyc yet: they would name the staging path; compiled below for the installed one.
-"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "$WHEEL" >&2
+# The updates extra (python-tuf) too: a device turns fleet updates on in its config alone.
+"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${WHEEL}[updates]" >&2
 "$VENV/bin/python" - <<'EOF' || die "the venv cannot load the daemon and its models"
 from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()

@@ -59,7 +59,8 @@ if [ "$VENV" = 1 ]; then
   pip_args=(--quiet --disable-pip-version-check --upgrade)
   [ "$PIP_DEPS" = 1 ] || pip_args+=(--no-deps)
   say "installing the emotiond package from $REPO"
-  "$ROOT$PREFIX/venv/bin/python" -m pip install "${pip_args[@]}" "$REPO"
+  # the updates extra (python-tuf): a device turns fleet updates on in its config alone
+  "$ROOT$PREFIX/venv/bin/python" -m pip install "${pip_args[@]}" "$REPO[updates]"
 fi
 
 # --- models and docs (replaced on every install: they belong to the package version) --------

@@ -4,7 +4,7 @@
 # included). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=${EXTRAS:-train,test,http,docs}
+EXTRAS=${EXTRAS:-train,test,http,docs,updates}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 # Debian packages the tests use: a real broker and its clients, systemd-analyze for the units,

@@ -27,7 +27,7 @@ from daemon import schemas
 EYE_MODEL = REPO / "models" / "eye_state.tflite"
 from daemon.exitcodes import EX_CONFIG  # noqa: E402,F401 - re-exported to the tests
 VALIDATORS = {name: schemas.validator(name) for name in schemas.NAMES}
-TOPIC_SCHEMA = {"state": "state", "events": "event", "stats": "stats", "reply": "reply"}
+TOPIC_SCHEMA = {"state": "state", "events": "event", "stats": "stats", "reply": "reply", "update": "update"}
 EVENT_LINE = re.compile(r"\bevent (\w+) (start|update|end) ([0-9a-f-]{36})\b")
 
 

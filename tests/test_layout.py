@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("daemon", "converter", "fleet")
-STAGES = ("capture", "vision", "model", "rules", "publish", "web")
+STAGES = ("capture", "vision", "model", "rules", "publish", "web", "update")
 
 
 def module_name(path: Path) -> str:

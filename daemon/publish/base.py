@@ -75,6 +75,15 @@ class FanOut:
     def publish_camera_status(self, online: bool) -> None:
         self._each("publish_camera_status", online)
 
+    def publish_update(self, payload: Mapping[str, Any]) -> None:
+        """The update status, to the outputs that carry it (MQTT, retained); optional for an output."""
+        for p in self.publishers:
+            if hasattr(p, "publish_update"):
+                try:
+                    p.publish_update(payload)
+                except Exception:
+                    log.exception("output %s: publish_update failed", p.name)
+
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(MQTT_HEALTH_DEFAULTS)
         others: dict[str, Any] = {}

@@ -123,6 +123,7 @@ class MqttPublisher:
         self._v5 = cfg.protocol == 5
         self._last_state: bytes | None = None
         self._camera_online: bool | None = None
+        self._last_update: bytes | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id (pump thread only)
         self._cursor = 0  # highest outbox row id handed to paho
         self._acked: collections.deque[int] = collections.deque()
@@ -235,6 +236,12 @@ class MqttPublisher:
         if self.connected:
             self._publish_camera()
 
+    def publish_update(self, payload: Mapping[str, Any]) -> None:
+        """The update status, retained, QoS 1 (sent again on every connect: the latest wins)."""
+        self._last_update = encode(payload)
+        if self.connected:
+            self._client.publish(self.topic("update"), self._last_update, 1, True, self._props_json)
+
     # -- paho client -----------------------------------------------------------------------
     def _make_client(self) -> _Client:
         cfg = self.cfg
@@ -302,6 +309,8 @@ class MqttPublisher:
             if self._last_state is not None:
                 client.publish(self.topic("state"), self._last_state, 0, True, self._props_state)
             self._publish_camera()
+            if self._last_update is not None:
+                client.publish(self.topic("update"), self._last_update, 1, True, self._props_json)
             client.subscribe(self.topic("cmd/+"), qos=1)
             if self.cfg.ha_discovery.enabled:
                 client.subscribe(birth_topic(self.cfg.ha_discovery), qos=1)

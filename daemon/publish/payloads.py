@@ -111,3 +111,9 @@ def reply_payload(device: str, command: str, ok: bool, *, result: Mapping[str, A
     if error is not None:
         reply["error"] = error
     return reply
+
+
+def update_payload(device: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the device stands with fleet updates (retained on ``<prefix>/update``): the release
+    it runs, the one it is on its way to, the last outcome and why, its counts."""
+    return {**_envelope(device, None), **status}

@@ -26,7 +26,7 @@ from ..exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE
 from ..model.tflite import ModelError
 from ..publish.base import FanOut
 from ..publish.outputs import OutputContext, make_publisher
-from ..publish.payloads import event_payload, state_payload, stats_payload
+from ..publish.payloads import event_payload, state_payload, stats_payload, update_payload
 from ..rules import RuleError, RulesEngine
 from ..stats import PipelineStats, rss_mb
 from ..types import Observation
@@ -36,6 +36,7 @@ from ..vision.pipeline import Pipeline
 from ..web.http import HttpError, HttpServer, LiveFeed, PreviewSlot, WebView
 from . import systemd
 from .memory import release_freed_memory
+from .updates import UpdateDriver, updates_folder
 
 log = logging.getLogger("emotiond")
 
@@ -144,6 +145,7 @@ class Daemon:
         self.live = LiveFeed(cfg.device)
         self._live_output = cfg.http.enabled
         self.http: HttpServer | None = None
+        self.updates: UpdateDriver | None = None
 
     # -- commands and signals -------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -163,12 +165,49 @@ class Daemon:
                 return {"ok": False, "error": "invalid config, kept the running one", "problems": exc.problems}
             self._reload.set()
             return {"ok": True, "message": "reload scheduled"}
-        return {"ok": False, "error": f"unknown command {name!r}", "commands": ["stats", "reload"]}
+        if name == "update":
+            if self.updates is None:
+                return {"ok": False, "error": "fleet updates are off (updates.enabled: false)"}
+            if not self.updates.request_check():
+                return {"ok": False, "error": "a release is being tried; check again after its health window"}
+            return {"ok": True, "message": "update check scheduled"}
+        return {"ok": False, "error": f"unknown command {name!r}", "commands": ["stats", "reload", "update"]}
 
-    def _validate_new_config(self) -> Config:
+    def _validate_new_config(self, overlay: dict | None = None) -> Config:
+        """The config file again, with the running fleet release's keys over it (or ``overlay``'s)."""
         if self.config_path is None:
             raise ConfigError("<none>", ["(file): the daemon was not started from a config file"])
-        return load_config(self.config_path)
+        if overlay is None and self.updates is not None:
+            overlay = self.updates.overlay()
+        return load_config(self.config_path, overlay)
+
+    # -- fleet updates (the driver's Host) ----------------------------------------------------
+    def validate_overlay(self, overlay: dict) -> list[str]:
+        try:
+            self._validate_new_config(overlay)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    def switch(self, overlay: dict) -> str | None:
+        """Run the config file with ``overlay`` over it (a fleet release), as a reload does."""
+        try:
+            new = self._validate_new_config(overlay)
+        except ConfigError as exc:
+            return "; ".join(exc.problems)
+        return self._apply(new)
+
+    def figures(self) -> tuple[int, int, str | None]:
+        """(frames processed, faces classified, a stage's error) for the health window."""
+        r = self.runner
+        classify = self.stats.stages.get("classify")
+        crashed = r.crashed if r is not None else None
+        return self.stats.frames, classify.n if classify else 0, (
+            f"{type(crashed).__name__}: {crashed}" if crashed is not None else None)
+
+    def publish_update(self, status: dict) -> None:
+        if self.publisher is not None:
+            self.publisher.publish_update(update_payload(self.cfg.device, status))
 
     # -- lifecycle --------------------------------------------------------------------------
     def publish_stats(self) -> None:
@@ -238,6 +277,17 @@ class Daemon:
         if new == self.cfg:
             log.info("reload: config unchanged")
             return
+        error = self._apply(new)
+        if error is not None:
+            log.error("reload failed, keeping the running config: %s", error)
+        else:
+            log.info("reload: new config applied")
+
+    def _apply(self, new: Config) -> str | None:
+        """Swap in a validated config (a reload, a fleet release): the pipeline rebuilt, the
+        publisher only if its parts changed. None when applied; else why not, the running config kept."""
+        if new == self.cfg:
+            return None
         systemd.notify("RELOADING=1")
         try:
             if (new.outputs, new.mqtt, new.device, new.outbox) != (self.cfg.outputs, self.cfg.mqtt, self.cfg.device, self.cfg.outbox):
@@ -246,9 +296,8 @@ class Daemon:
                 publisher = self.publisher
             runner = Runner(new, publisher, self.stats, self.preview, self.live)
         except (ModelError, DetectorError, RuleError, OSError, ValueError) as exc:
-            log.error("reload failed, keeping the running config: %s", exc)
             systemd.notify("READY=1")
-            return
+            return str(exc)
         old_runner, old_pub = self.runner, self.publisher
         old_runner.stop()
         if publisher is not old_pub:
@@ -258,8 +307,29 @@ class Daemon:
         del old_runner, old_pub
         release_freed_memory()
         runner.start()
-        log.info("reload: new config applied")
         systemd.notify("READY=1")
+        return None
+
+    def _start_updates(self) -> str | None:
+        """The update driver, and the config with the committed release's keys over the file's.
+        None when ready; else the error that stops the daemon (python-tuf missing: exit 78)."""
+        from ..update.client import MissingDependency
+
+        try:
+            self.updates = UpdateDriver(self.cfg.updates, updates_folder(self.cfg.updates, self.cfg.outbox.state_dir), self)
+        except MissingDependency as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"updates: cannot use the state directory: {exc}"
+        overlay = self.updates.overlay()
+        if overlay and self.config_path is not None:
+            try:
+                self.cfg = load_config(self.config_path, overlay)
+                log.info("update: running release %s", self.updates.store.current)
+            except ConfigError as exc:  # the config file changed under the release since it was checked
+                log.error("update: release %s does not apply over %s (%s): running the config file as it is",
+                          self.updates.store.current, self.config_path, exc)
+        return None
 
     def _make_publisher(self, cfg: Config) -> FanOut:
         fanout = make_publisher(cfg.outputs, OutputContext(cfg.device, cfg.mqtt, cfg.outbox, self.on_command))
@@ -294,6 +364,9 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        if self.cfg.updates.enabled and (error := self._start_updates()) is not None:
+            log.error("%s", error)
+            return EX_CONFIG
         cfg = self.cfg
         try:
             self.publisher = self._make_publisher(cfg)
@@ -308,6 +381,8 @@ class Daemon:
         self.runner.start()
         if self.http is not None:
             self.http.start()
+        if self.updates is not None:
+            self.updates.start()
         info = self.runner.pipeline.model_info
         log.info("emotiond running: device %s, source %s, model %s (%s), delegate %s, outputs %s", cfg.device,
                  cfg.source.uri, info["model"], info["quantization"], info["delegate"],
@@ -324,6 +399,13 @@ class Daemon:
                 now = time.monotonic()
                 if self._reload.is_set():
                     self._do_reload()
+                if self.updates is not None:
+                    try:
+                        self.updates.tick(now)
+                    except RuntimeError as exc:
+                        log.critical("%s: exiting so the service manager starts the committed release", exc)
+                        self.exit_code = EX_SOFTWARE
+                        break
                 if self.runner.finished:
                     log.info("source finished: %s", self.cfg.source.uri)
                     break
@@ -350,6 +432,8 @@ class Daemon:
         finally:
             systemd.notify("STOPPING=1")
             log.info("stopping")
+            if self.updates is not None:
+                self.updates.stop()
             if self.http is not None:
                 self.http.stop()
             self.runner.stop()

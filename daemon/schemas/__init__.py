@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-NAMES = ("state", "event", "stats", "reply")
+NAMES = ("state", "event", "stats", "reply", "update")
 
 
 @cache
