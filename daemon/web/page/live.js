@@ -101,8 +101,10 @@ function angles(primary) {
 function isAway(primary, zone) {
   const head = primary && primary.head_pose;
   if (!head || typeof head.yaw !== "number") return null;
+  // The rules' road zone is an ellipse around the road direction (daemon/rules/head.py).
   const dy = head.yaw - zone.road_yaw_deg, dp = head.pitch - zone.road_pitch_deg;
-  return Math.abs(dy) > zone.yaw_deg || dp < -zone.pitch_down_deg || dp > zone.pitch_up_deg;
+  const ny = dy / zone.yaw_deg, np = dp / (dp < 0 ? zone.pitch_down_deg : zone.pitch_up_deg);
+  return ny * ny + np * np > 1;
 }
 
 function drawPose(primary) {
@@ -111,8 +113,10 @@ function drawPose(primary) {
   for (let x = -60; x <= 60; x += 30) svg.append(svgEl("line", {x1: x, y1: -45, x2: x, y2: 45, stroke: "#262a30", "stroke-width": 0.5}));
   for (let y = -30; y <= 30; y += 30) svg.append(svgEl("line", {x1: -60, y1: y, x2: 60, y2: y, stroke: "#262a30", "stroke-width": 0.5}));
   // SVG's y grows downwards; pitch > 0 is up.
-  svg.append(svgEl("rect", {id: "road-zone", x: z.road_yaw_deg - z.yaw_deg, y: -(z.road_pitch_deg + z.pitch_up_deg), width: 2 * z.yaw_deg,
-    height: z.pitch_up_deg + z.pitch_down_deg, fill: z.calibrated ? "rgba(80,200,60,0.18)" : "rgba(255,200,0,0.12)",
+  // Two half-ellipses (up and down may differ), as the rules judge it.
+  const cx = z.road_yaw_deg, cy = -z.road_pitch_deg, a = z.yaw_deg;
+  svg.append(svgEl("path", {id: "road-zone",
+    d: `M ${cx - a} ${cy} A ${a} ${z.pitch_up_deg} 0 0 1 ${cx + a} ${cy} A ${a} ${z.pitch_down_deg} 0 0 1 ${cx - a} ${cy} Z`, fill: z.calibrated ? "rgba(80,200,60,0.18)" : "rgba(255,200,0,0.12)",
     stroke: z.calibrated ? "#50c83c" : "#c9a400", "stroke-width": 0.7, "stroke-dasharray": z.calibrated ? "" : "3 2"}));
   svg.append(svgEl("circle", {cx: z.road_yaw_deg, cy: -z.road_pitch_deg, r: 1.5, fill: "none", stroke: "#aaa", "stroke-width": 0.5}));
   const t = svgEl("text", {x: -58, y: 43, "font-size": 6, fill: "#778"}); t.textContent = "yaw ← right · left →  (pitch ↑)"; svg.append(t);
@@ -129,9 +133,10 @@ function drawPose(primary) {
   const rows = [
     ["calibration", z.configured === false ? "no driver rule" : (z.calibrated ? "calibrated" : `calibrating (${fmt(z.calibration_done_s, 1)} of ${fmt(z.calibration_s, 0)} s)`)],
     ["road direction", `yaw ${fmt(z.road_yaw_deg, 1)}°, pitch ${fmt(z.road_pitch_deg, 1)}°`],
-    ["road zone", `±${fmt(z.yaw_deg, 0)}° aside, ${fmt(z.pitch_down_deg, 0)}° down, ${fmt(z.pitch_up_deg, 0)}° up`],
+    ["road zone", `an ellipse: ±${fmt(z.yaw_deg, 0)}° aside, ${fmt(z.pitch_down_deg, 0)}° down, ${fmt(z.pitch_up_deg, 0)}° up`],
     ["head", away === null ? "—" : (away ? "away from road" : "on the road")],
   ];
+  if (z.eyes !== undefined) rows.push(["eyes", z.eyes === null ? "unreadable" : z.eyes + (z.eyes_as ? ` (${z.eyes_as.replace("_", " ")})` : "")]);
   const fatigue = Object.values(page.rules).find((r) => r.type === "driver_fatigue");
   if (fatigue) rows.push(["PERCLOS", fatigue.perclos === null ? `collecting (${fmt(fatigue.perclos_window_s, 0)} s window)` : `${(100 * fatigue.perclos).toFixed(1)} % of ${fmt(fatigue.perclos_window_s, 0)} s`],
     ["eyes closed for", `${fmt(fatigue.closure_s, 1)} s`]);
