@@ -246,3 +246,20 @@ def test_the_scenario_judge_counts_misses_and_false_alerts():
     assert not v.passed and v.false == [early]
     v = ds.judge(sc, [sleep, ds.Alert("driver_distraction", 3.0, "distracted", [(3.0, "distracted")])])
     assert not v.passed and len(v.false) == 1
+
+
+@pytest.mark.slow
+def test_the_eyes_shut_scenario_live_through_emotiond_run_and_mosquitto(tmp_path):
+    """The suite's --live form: the clip in real time through a real ``emotiond run`` against a
+    real Mosquitto, judged on the events a subscriber received (about 12 s)."""
+    import shutil
+
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    sys.path.insert(0, str(REPO / "bench"))
+    import driver_scenarios as ds
+
+    (sc,) = ds.scenarios(["eyes_shut_desk"])
+    shared_file(str(sc.clip.relative_to(ds.SHARED)))
+    verdict = ds.judge(sc, ds.play_live(sc, REPO / "config.yaml", tmp_path))
+    assert verdict.passed, ds.row(verdict)
