@@ -263,3 +263,17 @@ def test_the_eyes_shut_scenario_live_through_emotiond_run_and_mosquitto(tmp_path
     shared_file(str(sc.clip.relative_to(ds.SHARED)))
     verdict = ds.judge(sc, ds.play_live(sc, REPO / "config.yaml", tmp_path))
     assert verdict.passed, ds.row(verdict)
+
+
+def test_shut_lids_count_even_when_the_head_pose_cannot_be_judged(shut_obs):
+    """A small, tilted, dozing face (a dashcam's taxi driver) whose mesh fits poorly: the pose is
+    unknown, but the contour reads the lids shut: still a closure; lowered lids stay unknown."""
+    awake = at(shut_obs, 0.2, 4.3, FPS)
+    blurred = [with_pose(f, confidence=-f.signal("head_pose")["confidence"] + 0.2) for f in at(shut_obs, 5.0, 9.0, FPS)]
+    d = Drive().play(awake).play(blurred)
+    assert [lv for _, lv in d.levels("driver_fatigue")][-1] == "sleep"
+    assert d.starts("driver_distraction") == []
+    lowered = [FaceState(f.track_id, f.box, f.probs, f.label, f.confidence, True, None,
+                         {**f.signals, "gaze": dict(f.signal("gaze"), openness=0.09)}) for f in blurred]
+    d = Drive().play(awake).play(lowered)
+    assert d.starts("driver_fatigue") == [] and d.starts("driver_distraction") == []

@@ -23,6 +23,9 @@ rules always agree on which frames are a closure and which a look down.
   eye closure that cannot be told from a look down. A closure that began with the lids shut
   and has lasted ``ESTABLISHED_S`` is a doze: it stays a closure while the head sinks, hangs
   or turns, as long as the eyes stay shut or lowered.
+* **an unreadable head**: a head pose too uncertain to judge (a small, tilted face on a dashcam)
+  with lids the contour reads shut is still a closure (``rules/head.py``); lowered lids without
+  a pose are unknown.
 * **the mouth**: eyes squeezed during a yawn (the mouth opened wide while the eyes were open)
   are part of the yawn, not a closure.
 

@@ -180,7 +180,7 @@ class HeadTracker:
         pose = pose_of(face, self.cfg.min_confidence)
         if pose is None:
             self.last_zone = self.last_eyes = self.last_eyes_as = None
-            return None
+            return self._shut_without_pose(face, t)
         c = self.cfg
         head = np.array([float(pose["yaw"]), float(pose["pitch"])])
         dhead = head - self.neutral
@@ -200,6 +200,19 @@ class HeadTracker:
         if c.calibrate and eyes.state in ("open", None) and self._learnable(head, zone):
             self._learn(t, head, eye)
         return HeadReading(float(d[0]), float(d[1]), zone, "head" if eye is None else "gaze", eyes, float(dhead[1]))
+
+    def _shut_without_pose(self, face: FaceState, t: float) -> HeadReading | None:
+        """A head pose too uncertain to judge (a small, tilted, dozing face seen from a dashcam)
+        with lids the contour reads shut: a closure all the same (shut lids are a closure wherever
+        the head points). Anything else without a pose is unknown."""
+        gaze = face.signal("gaze")
+        if not isinstance(gaze, dict) or self.eyes.contour(float(gaze["openness"])) != "shut":
+            return None
+        eyes = self.eyes.update(face, None, 0.0, t)
+        if not eyes.closed:
+            return None
+        self.last_eyes, self.last_eyes_as = eyes.state, "closure"
+        return HeadReading(0.0, 0.0, "road", "head", eyes, 0.0)
 
     def _learnable(self, head: np.ndarray, zone: Zone) -> bool:
         """Once calibrated, only poses in the road zone teach; before, any steady pose within the
