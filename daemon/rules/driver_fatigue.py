@@ -129,8 +129,11 @@ class DriverFatigueConfig(RuleBase):
     microsleep_window_s: float = Field(MICROSLEEP_WINDOW_S, gt=0, title="window for counting repeated microsleeps, seconds")
     sleep_s: Seconds = Field(SLEEP_S, title="continuous closure that is sleep, seconds")
     unresponsive_s: Seconds = Field(UNRESPONSIVE_S, title="continuous closure that is an unresponsive driver, seconds")
-    closed_on: Share = Field(CLOSED_ON, title="closed probability at which the eyes count as closed")
-    closed_off: Share = Field(CLOSED_OFF, title="closed probability at which closed eyes count as open again")
+    closed_on: Share = Field(CLOSED_ON, title="for a face without a head_pose reading at all (the Python API, a signal-less source): "
+                                                              "the eye model's closed probability at which the eyes count as closed; with one, "
+                                                              "rules/eyes.py fuses the cues")
+    closed_off: Share = Field(CLOSED_OFF, title="for a face without a head_pose reading at all: the closed probability at which "
+                                                                "closed eyes count as open again")
     release_s: Seconds = Field(RELEASE_S, title="eyes open this long (and PERCLOS recovered) ends the alert")
 
     @model_validator(mode="after")
