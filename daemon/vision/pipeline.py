@@ -56,7 +56,7 @@ _RATE_SLACK_S = 0.004
 # clip, also at 45 degrees of yaw. Each track refines the fit from its own detections.
 MESH_BOX = (0.0, 0.30, 2.25, 3.09)
 MESH_YAW_SHIFT = -0.0085
-MESH_BOX_EMA = 0.3
+MESH_BOX_EMA = 0.6
 FOLLOW_MIN_IOU = 0.4  # the mesh's box against the box it was read in: lower, the mesh jumped, not the face
 FOLLOW_SCALE = (0.7, 1.4)  # the same for its width
 # FaceMesh points for YuNet's five landmarks (right eye, left eye, nose, mouth right, mouth
