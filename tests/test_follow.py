@@ -133,8 +133,8 @@ def test_a_second_face_coming_in_is_noticed_within_the_rescan_time(talking_head)
 @pytest.mark.parametrize("clip", DRIVER_CLIPS + (TALKING_HEAD,))
 def test_the_followed_box_stays_on_the_face(clip):
     """IoU of the published primary box with a whole-frame YuNet detection of the same frame:
-    >= 0.5 on at least 95 % of the frames and a median >= 0.75 (without following: the same
-    bounds; head_sweep_nod's fast sweep has a few frames under 0.5 either way)."""
+    >= 0.5 on at least 98 % of the frames, median >= 0.8 (measured: under 0.5 on 2 of 315 frames
+    of head_sweep_nod's fast sweep, 4 without following; medians 0.81-0.93, 0.81-0.90 without)."""
     frames = read_frames(clip)
     pipe = make_pipeline()
     reference = make_pipeline(False).detector
@@ -146,5 +146,5 @@ def test_the_followed_box_stays_on_the_face(clip):
             ious.append(max(box_iou(d.box, obs.primary.box) for d in dets))
     ious = np.array(ious)
     assert len(ious) >= 0.95 * len(frames) - 3
-    assert (ious >= 0.5).mean() >= 0.95 and np.median(ious) >= 0.75, (np.percentile(ious, 5), np.median(ious))
+    assert (ious >= 0.5).mean() >= 0.98 and np.median(ious) >= 0.8, (np.percentile(ious, 5), np.median(ious))
     assert pipe.stats.detector_runs <= 0.25 * len(frames)

@@ -249,6 +249,7 @@ class Pipeline:
                 ok = box_iou(box, face.box) >= FOLLOW_MIN_IOU and FOLLOW_SCALE[0] <= box[2] / max(face.box[2], 1) <= FOLLOW_SCALE[1]
                 if ok:
                     self.tracker.follow(primary, box, mesh_five(mesh), t)
+                    face.box = box  # published where the mesh found it in this frame, not where it was expected
         if ok:
             self._followed = primary
         elif was is not None:

@@ -68,7 +68,7 @@ class TrackerConfig(Section):
         1.0, gt=0.0, title="while the primary face is followed by its landmarks, a whole-frame detection at least this "
                            "often (seconds), to notice a new face or a driver change")
     follow_min_confidence: float = Field(
-        0.2, ge=0.0, le=1.0, title="head pose confidence (mesh presence x rigid fit) below which the mesh has lost "
+        0.6, ge=0.0, le=1.0, title="head pose confidence (mesh presence x rigid fit) below which the mesh has lost "
                                    "the face and the detector looks for it on the next frame")
     primary_zone: tuple[float, float, float, float] | str | None = Field(
         None, title="driver's seat: [x0, y0, x1, y1] as fractions of the frame, or the name of a zone in zones:; the "
