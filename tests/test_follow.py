@@ -148,3 +148,17 @@ def test_the_followed_box_stays_on_the_face(clip):
     assert len(ious) >= 0.95 * len(frames) - 3
     assert (ious >= 0.5).mean() >= 0.98 and np.median(ious) >= 0.8, (np.percentile(ious, 5), np.median(ious))
     assert pipe.stats.detector_runs <= 0.25 * len(frames)
+
+
+@pytest.mark.parametrize("clip", ["drivers/eyes_shut_desk_540x960.mp4", "drivers/head_sweep_nod_540x960.mp4"])
+def test_a_dozing_or_nodding_driver_is_never_lost(clip):
+    """Eyes shut for seconds, the head dropping and sweeping: the primary face is published on
+    every frame from its confirmation on, as many as without following."""
+    frames = read_frames(clip)
+    seen = {}
+    for follow in (False, True):
+        obs = play(make_pipeline(follow), frames, fps=30.0)
+        first = next(i for i, o in enumerate(obs) if o.primary is not None)
+        seen[follow] = sum(o.primary is not None for o in obs[first:])
+        assert first <= 3
+    assert seen[True] >= seen[False] and seen[True] == len(frames) - first, seen
