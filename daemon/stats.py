@@ -42,6 +42,7 @@ class PipelineStats:
         self.stages = {name: Ring() for name in STAGES}
         self.frames = 0
         self.faces = 0
+        self.detector_runs = 0  # detection rounds (a landmark-followed face needs few)
         # Faces seen but not classified, by reason (small, blurry), and detections dropped as
         # not being faces (not_a_face): counted, never silent.
         self.faces_skipped: dict[str, int] = {"small": 0, "blurry": 0, "not_a_face": 0}

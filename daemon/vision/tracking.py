@@ -60,6 +60,16 @@ class TrackerConfig(Section):
                           "only kept to take its id back when seen again); null: all of max_missed")
     smoothing: float = Field(0.3, gt=0.0, le=1.0, title="EMA weight of the newest probabilities (1 = no smoothing)")
     primary: bool = Field(True, title="pick a primary face (the driver); false for shops and lobbies, where no face is special")
+    follow_landmarks: bool = Field(
+        True, title="follow the primary face by its own FaceMesh landmarks (needs head_pose): each frame's mesh gives "
+                    "the next frame's box, and the detector runs only when the mesh loses the face, every rescan_s for "
+                    "new faces, and around other tracked faces (MediaPipe's scheme; no effect without a primary face)")
+    rescan_s: float = Field(
+        1.0, gt=0.0, title="while the primary face is followed by its landmarks, a whole-frame detection at least this "
+                           "often (seconds), to notice a new face or a driver change")
+    follow_min_confidence: float = Field(
+        0.6, ge=0.0, le=1.0, title="head pose confidence (mesh presence x rigid fit) below which the mesh has lost "
+                                   "the face and the detector looks for it on the next frame")
     primary_zone: tuple[float, float, float, float] | str | None = Field(
         None, title="driver's seat: [x0, y0, x1, y1] as fractions of the frame, or the name of a zone in zones:; the "
                     "primary face is the largest whose centre lies inside (e.g. [0.5, 0, 1, 1]: the right half; "
@@ -92,6 +102,7 @@ class Track:
     hits: int = 1
     motion: BoxMotion | None = None
     fresh: bool = True  # ``box`` is this round's detection (not a prediction)
+    updates: int = 1  # detections and landmark fits that placed the box (a new one: judge its pixels again)
     t_classified: float | None = None  # when its emotion was last classified
     extra: dict = field(default_factory=dict)  # per-face state other stages keep (e.g. eye EMA)
 
@@ -218,9 +229,20 @@ class Tracker:
         tr.box, tr.score, tr.landmarks = det.box, det.score, det.landmarks
         tr.t_last, tr.missed, tr.fresh = t, 0, True
         tr.hits += 1
+        tr.updates += 1
         if tr.motion is not None:
             tr.motion.correct(det.box)
         self._maybe_confirm(tr)
+
+    def follow(self, tr: Track, box: Box, landmarks: np.ndarray | None, t: float) -> None:
+        """Place a confirmed track at ``box`` found by its own landmarks in the frame at ``t``
+        (after ``update`` for that frame): like a detection that matched, without counting a hit."""
+        tr.box, tr.t_last, tr.missed, tr.fresh = box, t, 0, True
+        tr.updates += 1
+        if landmarks is not None:
+            tr.landmarks = landmarks
+        if tr.motion is not None:
+            tr.motion.correct(box)
 
     def _maybe_confirm(self, tr: Track) -> None:
         if not tr.confirmed and tr.hits >= self.cfg.confirm_hits:
