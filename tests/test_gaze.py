@@ -66,16 +66,6 @@ def clip_obs(clip_frames, tmp_path_factory) -> list[Observation]:
     return observe(minimal_config(tmp_path_factory.mktemp("gaze"), gaze={"max_hz": 0}), clip_frames)
 
 
-@pytest.fixture(scope="module")
-def clip_obs_detected(clip_frames, tmp_path_factory) -> list[Observation]:
-    """The same with the face placed by the detector, not followed by its landmarks. For the rule
-    timings below, which hold her talking (AHEAD) frames: her speaking mouth reads mar 0.46-0.50
-    there on the detector's boxes, 0.50-0.55 on some frames when followed (the crop moves a few
-    pixels), over YAWN_MAR (0.5), and a yawn's tail (0.5 s) then delays the closure that follows."""
-    return observe(minimal_config(tmp_path_factory.mktemp("gaze"), gaze={"max_hz": 0},
-                                  tracker={"follow_landmarks": False}), clip_frames)
-
-
 class Drive:
     """Real observations, held on a 25 fps injected clock, through fresh rules."""
 
@@ -149,12 +139,12 @@ def test_known_iris_offsets_are_read_in_the_right_direction_and_order(clip_frame
 
 # -- the rules on real frames, injected clock ---------------------------------------------------
 
-def test_a_look_down_at_notes_with_the_head_at_10_degrees_is_one_alert_never_both(clip_obs_detected):
+def test_a_look_down_at_notes_with_the_head_at_10_degrees_is_one_alert_never_both(clip_obs):
     """Lowered lids (the iris under them) with the head only 10 degrees down: a look at notes, or
     a closure behind glasses (issue "Real drivers": a dozing driver reads the same). The eyes are
     off the road either way: after 3 s one alert starts, never both, never a 1 s microsleep
     (that needs the lids seen shut): fatigue's ambiguous closure, at sleep level."""
-    ahead, down = primaries(clip_obs_detected, AHEAD), primaries(clip_obs_detected, DOWN)
+    ahead, down = primaries(clip_obs, AHEAD), primaries(clip_obs, DOWN)
     d = Drive().hold(5, ahead).hold(3.5, down).hold(5, ahead)
     assert d.starts("driver_distraction") == []
     assert d.starts("driver_fatigue") == [(pytest.approx(5 + 3.0, abs=0.15), "sleep")]
@@ -188,8 +178,8 @@ def test_eyes_only_glances_summing_to_10_s_within_30_s_are_time_sharing(clip_fra
     assert d.starts("driver_fatigue") == []
 
 
-def test_a_closure_with_the_head_forward_is_sleep(clip_obs_detected):
-    ahead, blink = primaries(clip_obs_detected, AHEAD), primaries(clip_obs_detected, BLINK)
+def test_a_closure_with_the_head_forward_is_sleep(clip_obs):
+    ahead, blink = primaries(clip_obs, AHEAD), primaries(clip_obs, BLINK)
     d = Drive().hold(5, ahead).hold(3.5, blink).hold(5, ahead)
     levels = d.levels("driver_fatigue")
     assert [lv for _, lv in levels] == ["microsleep", "sleep"]
@@ -197,10 +187,10 @@ def test_a_closure_with_the_head_forward_is_sleep(clip_obs_detected):
     assert d.starts("driver_distraction") == []
 
 
-def test_a_nod_with_the_eyes_shut_is_sleep_not_a_distraction(clip_obs_detected):
-    ahead = primaries(clip_obs_detected, AHEAD)
+def test_a_nod_with_the_eyes_shut_is_sleep_not_a_distraction(clip_obs):
+    ahead = primaries(clip_obs, AHEAD)
     nod = []
-    for f in primaries(clip_obs_detected, BLINK):
+    for f in primaries(clip_obs, BLINK):
         mesh = f.mesh.astype(np.float64)
         a = np.radians(25.0)  # the head drops 25 degrees about its centre (camera axes, y down)
         rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])

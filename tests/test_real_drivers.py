@@ -174,7 +174,7 @@ def test_a_yawn_that_squeezes_the_eyes_shut_is_not_a_microsleep(shut_obs, yawn_o
     yawn_mars = [o.primary.signal("head_pose")["mar"] for o in yawn_obs[60:100]]
     assert max(yawn_mars) >= 0.55
     awake = at(shut_obs, 0.2, 4.3, FPS)
-    mouth_open = [with_mouth(f, 0.6) for f in at(shut_obs, 2.5, 3.0, FPS)]  # eyes still open as the mouth opens
+    mouth_open = [with_mouth(f, 0.6) for f in at(shut_obs, 2.5, 3.3, FPS)]  # eyes still open as the mouth opens
     squeeze = [with_mouth(f, 0.6) for f in at(shut_obs, 5.0, 6.5, FPS)]
     d = Drive().play(awake).play(mouth_open).play(squeeze).play(at(shut_obs, 9.4, 10.1, FPS))
     assert d.starts("driver_fatigue") == []

@@ -72,8 +72,11 @@ MODEL_HEAD_DOWN_DEG = 8.0
 # (A glance lowers the lids and moves the head within ~0.3 s.)
 ESTABLISHED_S = 0.5
 # A yawn's squeeze: closed eyes while the mouth is wide open (and for a moment after), when the
-# mouth opened with the eyes open, are part of the yawn; a yawn lasts up to ~6 s.
+# mouth opened with the eyes open and has been open YAWN_GATE_AFTER_S (the fatigue rule's
+# yawn_min_s: speech crosses YAWN_MAR for up to 0.4 s on the talking head, 0.64 s on the webcam
+# clip; the yawn clip holds it 1.0 s), are part of the yawn; a yawn lasts up to ~6 s.
 YAWN_MAR = 0.5
+YAWN_GATE_AFTER_S = 0.7
 YAWN_GATE_MAX_S = 6.0
 YAWN_TAIL_S = 0.5
 
@@ -113,6 +116,7 @@ class EyeJudge:
         self.run_shut = False  # the closure going on saw shut lids
         self.mouth_since: float | None = None  # the mouth wide open since
         self.mouth_closed_at: float | None = None
+        self.mouth_open_at = 0.0  # the last frame with the mouth wide open
         self.yawn_gate = False  # the opening going on began with the eyes open
         self.last_open: float | None = None
 
@@ -160,9 +164,10 @@ class EyeJudge:
 
     def mouth(self, pose: dict | None, t: float, eyes_open: bool) -> bool:
         """True while a yawn's squeeze may close the eyes: the mouth wide open (or just closed),
-        having opened while the eyes were open, for at most YAWN_GATE_MAX_S."""
+        having opened while the eyes were open, from YAWN_GATE_AFTER_S to YAWN_GATE_MAX_S."""
         mar = None if pose is None else pose.get("mar")
         if mar is not None and float(mar) >= YAWN_MAR:
+            self.mouth_open_at = t
             if self.mouth_since is None:
                 self.mouth_since = t
                 # the eyes were open up to a moment ago: a yawn, not a sleeper's mouth falling open
@@ -174,7 +179,8 @@ class EyeJudge:
                 self.mouth_since, self.mouth_closed_at = None, None
         if eyes_open:
             self.last_open = t
-        return self.mouth_since is not None and self.yawn_gate and t - self.mouth_since <= YAWN_GATE_MAX_S
+        return (self.mouth_since is not None and self.yawn_gate  # held open that long: a yawn, not speech
+                and self.mouth_open_at - self.mouth_since >= YAWN_GATE_AFTER_S and t - self.mouth_since <= YAWN_GATE_MAX_S)
 
     def update(self, face: FaceState, pose: dict | None, head_down: float, t: float) -> EyeReading:
         """``head_down``: degrees the head is pitched below the driver's road direction."""
