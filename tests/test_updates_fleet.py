@@ -14,6 +14,7 @@ ingest (``python -m fleet.ingest``) and PostgreSQL. ``fleet.publish watch`` read
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -75,10 +76,15 @@ def test_a_rollout_is_staged_widened_and_stopped_by_its_failure_threshold(tmp_pa
         assert watch(r, k, pg, "canary", min_devices="2") == "stopped"
         rollout = json.loads(publish(r, k, "status").stdout)["rollout"]
         assert rollout["groups"]["canary"]["version"] == 1 and rollout["groups"]["canary"]["downgrade"]
-        assert "2 of 2 devices failed release 2" in rollout["groups"]["canary"]["reason"]
+        # The watch stops at the first look past the threshold (20 %): one failed canary of two is
+        # already 50 %, so on a loaded machine it may stop before the second has reported.
+        reason = rollout["groups"]["canary"]["reason"]
+        assert re.search(r"\b[12] of 2 devices failed release 2 \(threshold 20%\)", reason), reason
+        failed = int(reason.split(" of ")[0])
         assert rollout["groups"]["default"]["version"] == 1
         failures = pg.query("SELECT device, release, running, reason_code FROM update_failures ORDER BY device")
-        assert failures == [("fleet-canary-a", 2, 1, "invalid_model"), ("fleet-canary-b", 2, 1, "invalid_model")]
+        both = [("fleet-canary-a", 2, 1, "invalid_model"), ("fleet-canary-b", 2, 1, "invalid_model")]
+        assert len(failures) >= failed and set(failures) <= set(both), failures
         # the canaries go back to idle on release 1 (the signed downgrade names what they run)
         assert wait_until(lambda: rows()["fleet-canary-a"] == (1, "idle") and rows()["fleet-canary-b"] == (1, "idle"),
                           30), rows()
