@@ -22,8 +22,8 @@ aperture. Lids seen **shut** count for everything: a microsleep at 1 s, sleep, P
 the head points (a driver asleep with his head hanging, tilted, or seen from a dashcam's angle
 before any road direction was learned). **Lowered** lids near the road pitch (a closure behind
 glasses, or a look down at notes: the picture cannot tell) are an *ambiguous* closure: they
-count towards sleep (3 s) and beyond, not towards a microsleep (which needs half of the closure
-seen shut) or PERCLOS: the eyes have been off the road for 3 s either way, and an ambiguity
+count towards sleep (3 s) and beyond, not towards a microsleep (which needs the lids seen shut
+on ``MICROSLEEP_SHUT_SHARE`` of the closure) or PERCLOS: the eyes have been off the road for 3 s either way, and an ambiguity
 must not silence both rules. Lowered lids with the head pitched down beyond ``head.look_down_deg``
 are a look down (``driver_distraction``'s), unless the eyes shut first and the head then sank:
 a doze stays a closure. Eyes squeezed during a yawn are not a closure. Without the
@@ -50,6 +50,7 @@ from pydantic import Field, model_validator
 
 from ..types import Event, Observation
 from .base import Escalation, Held, Hysteresis, Rule, RuleBase, Seconds, Share
+from .eyes import MODEL_CLOSED, MODEL_OPEN, YAWN_MAR, YAWN_MIN_S
 from .head import HeadTracker, HeadZoneConfig, has_pose_signal
 
 # Euro NCAP continuous-closure timings.
@@ -70,8 +71,8 @@ PERCLOS_THRESHOLD = 0.15
 PERCLOS_RELEASE = 0.03  # PERCLOS must fall this far below the threshold to count as recovered
 PERCLOS_MIN_COVERAGE = 0.5  # share of the window with a known eye state before PERCLOS is trusted
 # Eye state from the classifier's closed probability (two thresholds: no flicker at one value).
-CLOSED_ON = 0.6
-CLOSED_OFF = 0.4
+CLOSED_ON = MODEL_CLOSED  # one pair of thresholds for the eye model, wherever it is read
+CLOSED_OFF = MODEL_OPEN
 RELEASE_S = 2.0  # eyes open this long (and PERCLOS recovered) ends the alert
 # A frame stands for the time since the previous one, but never more than this: after a stall,
 # the eye state in the gap is unknown, not "as last seen".
@@ -85,9 +86,7 @@ DROWSY_YAWNS = 3
 # model's closure timing cannot tell a 0.4 s blink from a 0.5 s one reliably.
 DROWSY_LONG_BLINKS = None
 LONG_BLINK_S = 0.5
-# Yawns from the mouth (head_pose signal's mar and mouth_width).
-YAWN_MAR = 0.5
-YAWN_MIN_S = 0.7
+# Yawns from the mouth (head_pose signal's mar and mouth_width; YAWN_MAR and YAWN_MIN_S: rules/eyes.py).
 YAWN_WIDTH_RATIO = 0.95
 YAWN_NARROW_SHARE = 0.6  # share of the open stretch's frames narrower than the resting mouth
 REST_MAR = 0.15  # a mouth this closed is at rest: its width is the driver's resting width
@@ -274,15 +273,18 @@ class DriverFatigue(Rule):
             return FatigueLevel.UNRESPONSIVE
         if closure_s >= c.sleep_s:
             return FatigueLevel.SLEEP
-        if (closure_s >= c.microsleep_s and len(self.microsleeps) >= c.microsleep_repeat
-                and self._shut_frames >= MICROSLEEP_SHUT_SHARE * self._frames):
+        if closure_s >= c.microsleep_s and len(self.microsleeps) >= c.microsleep_repeat and self.seen_shut():
             return FatigueLevel.MICROSLEEP
         return FatigueLevel.NONE
 
+    def seen_shut(self) -> bool:
+        """The closure going on saw the lids shut often enough to be a microsleep (not only
+        lowered lids, which a look at notes gives too)."""
+        return self._shut_frames >= MICROSLEEP_SHUT_SHARE * self._frames
+
     def count_microsleeps(self, closure_s: float, t: float) -> None:
         """Remember each closure that reached microsleep length, for ``microsleep_repeat``."""
-        if (closure_s >= self.cfg.microsleep_s and not self._counted
-                and self._shut_frames >= MICROSLEEP_SHUT_SHARE * self._frames):
+        if closure_s >= self.cfg.microsleep_s and not self._counted and self.seen_shut():
             self.microsleeps.append(t)
             self._counted = True
         elif self.closure.since is None:

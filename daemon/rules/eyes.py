@@ -63,7 +63,8 @@ OPEN_PRIOR = 0.22
 OPEN_RANGE = (0.15, 0.35)  # the learned open aperture stays within this
 SHUT_SHARE = 0.2  # under this share of open: shut (no iris between the lids)
 LOWERED_SHARE = 0.55  # under this share: lowered; at or over it: open
-OPEN_SAMPLES = 300  # known-open apertures kept (about 10-30 s of open frames)
+OPEN_SAMPLES = 300  # known-open apertures kept (30 s of open frames at 10 a second)
+OPEN_SAMPLE_EVERY_S = 0.1
 OPEN_PRIOR_SAMPLES = 10  # the prior counts as this many samples in the median
 # Without the contour, a model-read closure with the head pitched down more than this (below
 # the road) may be a glance at the instruments: lowered, not shut (the fatigue zone before).
@@ -71,12 +72,13 @@ MODEL_HEAD_DOWN_DEG = 8.0
 # A closure that saw shut lids and has lasted this long is a doze: the head may drop with it.
 # (A glance lowers the lids and moves the head within ~0.3 s.)
 ESTABLISHED_S = 0.5
-# A yawn's squeeze: closed eyes while the mouth is wide open (and for a moment after), when the
-# mouth opened with the eyes open and has been open YAWN_GATE_AFTER_S (the fatigue rule's
-# yawn_min_s: speech crosses YAWN_MAR for up to 0.4 s on the talking head, 0.64 s on the webcam
-# clip; the yawn clip holds it 1.0 s), are part of the yawn; a yawn lasts up to ~6 s.
+# A yawn (the fatigue rule's defaults, defined here so the yawn gate and the yawn count agree):
+# the mouth aspect ratio at least YAWN_MAR for YAWN_MIN_S. Speech crosses YAWN_MAR for up to
+# 0.4 s on the talking head, 0.64 s on the webcam clip; the yawn clip holds it 1.0 s. Closed eyes
+# while the mouth is held open like that (and for a moment after), when it opened with the eyes
+# open, are the yawn's squeeze, not a closure; a yawn lasts up to ~6 s.
 YAWN_MAR = 0.5
-YAWN_GATE_AFTER_S = 0.7
+YAWN_MIN_S = 0.7
 YAWN_GATE_MAX_S = 6.0
 YAWN_TAIL_S = 0.5
 
@@ -90,7 +92,6 @@ class EyeReading:
     shut: bool = False  # the lids were seen shut (counts for microsleep and PERCLOS)
     look_down: bool = False  # lowered lids with the head down: a look down, distraction's
     yawn: bool = False  # closed eyes inside a yawn (not a closure)
-    cue: str = ""  # what decided: contour, model, both
 
 
 def model_trusted(face: FaceState, pose: dict | None) -> float | None:
@@ -112,6 +113,7 @@ class EyeJudge:
         self.look_down_deg = look_down_deg
         self.open_lids = OPEN_PRIOR
         self.open_samples: deque[float] = deque(maxlen=OPEN_SAMPLES)
+        self._open_sampled_at = float("-inf")
         self.run_since: float | None = None  # first frame of the closure going on
         self.run_shut = False  # the closure going on saw shut lids
         self.mouth_since: float | None = None  # the mouth wide open since
@@ -123,6 +125,7 @@ class EyeJudge:
     def reset(self) -> None:
         self.open_lids = OPEN_PRIOR
         self.open_samples.clear()
+        self._open_sampled_at = float("-inf")
         self.run_since, self.run_shut = None, False
 
     def contour(self, openness: float) -> EyeState:
@@ -130,41 +133,45 @@ class EyeJudge:
             return "shut"
         return "lowered" if openness < LOWERED_SHARE * self.open_lids else "open"
 
-    def fuse(self, face: FaceState, pose: dict | None, head_down: float) -> tuple[EyeState | None, str]:
+    def fuse(self, face: FaceState, pose: dict | None, head_down: float) -> EyeState | None:
         """Open, shut, lowered or None from the contour and the (trusted) eye model."""
         p = model_trusted(face, pose)
         gaze = face.signal("gaze")
         lids = self.contour(float(gaze["openness"])) if isinstance(gaze, dict) else None
         if lids == "open":
-            return "open", "contour"
+            return "open"
         if lids is not None:
             if p is not None and p <= MODEL_OPEN:
-                return "open", "both"  # the model sees an open eye the contour reads low (a squint)
-            return lids, "contour" if p is None else "both"
+                return "open"  # the model sees an open eye the contour reads low (a squint)
+            return lids
         if p is None:
-            return None, ""
+            return None
         if "gaze" in face.signals and p >= MODEL_CLOSED and self.run_since is None:
             # The contour is on but could not read this frame: the model alone does not start a
             # closure (it reads open eyes "closed" on 93 % of the car clip's frames and on small
             # faces), it only carries one already going on (a sinking head loses the contour).
-            return None, ""
+            return None
         if p >= MODEL_CLOSED:
-            return ("lowered" if head_down > MODEL_HEAD_DOWN_DEG else "shut"), "model"
-        return ("open" if p <= MODEL_OPEN else None), "model"
+            return "lowered" if head_down > MODEL_HEAD_DOWN_DEG else "shut"
+        return "open" if p <= MODEL_OPEN else None
 
-    def learn_open(self, face: FaceState, pose: dict | None) -> None:
-        """The open aperture from frames the trusted model reads open (p <= 0.2, the iris readable)."""
+    def learn_open(self, face: FaceState, pose: dict | None, t: float) -> None:
+        """The open aperture from frames the trusted model reads open (p <= 0.2, the iris
+        readable), at most OPEN_SAMPLE_EVERY_S apart (the median is not worth a frame's time)."""
+        if t - self._open_sampled_at < OPEN_SAMPLE_EVERY_S:
+            return
         p = model_trusted(face, pose)
         gaze = face.signal("gaze")
         if p is None or p > 0.2 or not isinstance(gaze, dict) or float(gaze["confidence"]) < 0.3:
             return
+        self._open_sampled_at = t
         self.open_samples.append(float(gaze["openness"]))
         prior = np.full(OPEN_PRIOR_SAMPLES, OPEN_PRIOR)
         self.open_lids = float(np.clip(np.median(np.concatenate([np.asarray(self.open_samples), prior])), *OPEN_RANGE))
 
     def mouth(self, pose: dict | None, t: float, eyes_open: bool) -> bool:
         """True while a yawn's squeeze may close the eyes: the mouth wide open (or just closed),
-        having opened while the eyes were open, from YAWN_GATE_AFTER_S to YAWN_GATE_MAX_S."""
+        having opened while the eyes were open, from YAWN_MIN_S to YAWN_GATE_MAX_S."""
         mar = None if pose is None else pose.get("mar")
         if mar is not None and float(mar) >= YAWN_MAR:
             self.mouth_open_at = t
@@ -180,27 +187,27 @@ class EyeJudge:
         if eyes_open:
             self.last_open = t
         return (self.mouth_since is not None and self.yawn_gate  # held open that long: a yawn, not speech
-                and self.mouth_open_at - self.mouth_since >= YAWN_GATE_AFTER_S and t - self.mouth_since <= YAWN_GATE_MAX_S)
+                and self.mouth_open_at - self.mouth_since >= YAWN_MIN_S and t - self.mouth_since <= YAWN_GATE_MAX_S)
 
     def update(self, face: FaceState, pose: dict | None, head_down: float, t: float) -> EyeReading:
         """``head_down``: degrees the head is pitched below the driver's road direction."""
-        self.learn_open(face, pose)
-        state, cue = self.fuse(face, pose, head_down)
+        self.learn_open(face, pose, t)
+        state = self.fuse(face, pose, head_down)
         yawning = self.mouth(pose, t, state == "open")
         if state is None:
-            return EyeReading(None, None, cue=cue)
+            return EyeReading(None, None)
         if state == "open":
             self.run_since, self.run_shut = None, False
-            return EyeReading("open", False, cue=cue)
+            return EyeReading("open", False)
         if yawning:
             self.run_since, self.run_shut = None, False
-            return EyeReading(state, False, yawn=True, cue=cue)
+            return EyeReading(state, False, yawn=True)
         if state == "lowered" and head_down > self.look_down_deg:
             established = self.run_since is not None and self.run_shut and t - self.run_since >= ESTABLISHED_S
             if not established:  # a look down: the head went down with the lids
                 self.run_since, self.run_shut = None, False
-                return EyeReading("lowered", None, look_down=True, cue=cue)
+                return EyeReading("lowered", None, look_down=True)
         if self.run_since is None:
             self.run_since = t
         self.run_shut = self.run_shut or state == "shut"
-        return EyeReading(state, True, shut=state == "shut", cue=cue)
+        return EyeReading(state, True, shut=state == "shut")

@@ -19,8 +19,9 @@ first second, with a prior. The road direction is the median of the samples toge
 driving and a few odd samples cannot pull it. Samples are taken a few times a second while the
 head is steady, confident and the driver attentive (the eyes are not seen shut or lowered: a
 look down at notes, a phone or the lap lowers the lids and must not become "the road"; eyes
-that cannot be read, behind sunglasses or on a face turned away from the camera, do not stop it), and, once ``calibration_s`` of samples exist, only inside the road zone around
-the current estimate, so a glance cannot move it. The direction is clamped around the fallback:
+that cannot be read, behind sunglasses or on a face turned away from the camera, do not stop
+it), and, once ``calibration_s`` of samples exist, only inside the road zone around the current
+estimate, so a glance cannot move it. The direction is clamped around the fallback:
 ``max_yaw_offset_deg`` aside (a camera on the passenger side sees the driver at 40-55 degrees:
 car_phone_in_lap), ``max_offset_deg`` up or down (a driver who stares at a phone from the start
 does not make "down" the road). The eyes' own neutral direction is learned the same way. A face
