@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face (as the daemon does for a manifest with flip_average)")
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: also report accuracy and macro recall against the annotators' majority")
+    p.add_argument("--ckplus", default=None, help="CK+48 folder: also report the model on these posed lab faces (validation only)")
 
     p = sub.add_parser("ensemble", help="average several trained .keras models inside one graph")
     p.add_argument("models", nargs="+", help="two or more .keras models with the same input and classes")
