@@ -1,4 +1,4 @@
-"""Distil a teacher (the shipped ensemble) into one student network, resumably.
+"""Distil a teacher (a float .tflite or .keras model, or the FER+ votes) into one student network, resumably.
 
 The student learns from the teacher's soft targets together with the hard labels:
 
@@ -38,7 +38,7 @@ PHASE = "distill"
 class DistillConfig:
     data: str
     out: str
-    teacher: str = "models/emotion_fp16.tflite"
+    teacher: str | None = None  # a float .tflite/.keras giving probabilities (not needed with ferplus)
     init_tflite: str | None = None  # start from a member inside a float .tflite (e.g. the teacher)
     init_member: str = "member0"  # which network of init_tflite ("" for a single network)
     init: str | None = None  # or start from a .keras model's weights
@@ -119,6 +119,8 @@ def _teacher_predict(teacher: Path, batch: int):
 def teacher_targets(cfg: DistillConfig, split: Split, out: Path) -> np.ndarray:
     """The teacher's mirror-averaged probabilities for every image of ``split`` (in order),
     from the cache when it was made by the same teacher on the same images."""
+    if not cfg.teacher:
+        raise ValueError("distillation needs a teacher: --teacher (a float .tflite or .keras) or --ferplus (the votes)")
     teacher = Path(cfg.teacher)
     if not teacher.is_file():
         raise FileNotFoundError(f"teacher model not found: {teacher}")

@@ -78,8 +78,13 @@ def _sha256(path: Path) -> str:
 
 
 def _images_key(split: Split) -> str:
+    """The images by split/class/file name (not by the data folder's path, so ``../shared/data``
+    and its absolute form share a cache), or by their pixels for the CSV."""
     h = hashlib.sha256()
-    h.update("\n".join(split.paths).encode() if split.paths is not None else split.pixels.tobytes())
+    if split.paths is not None:
+        h.update("\n".join("/".join(Path(p).parts[-3:]) for p in split.paths).encode())
+    else:
+        h.update(split.pixels.tobytes())
     return h.hexdigest()
 
 
