@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: each variant is also measured against the annotators' majority (manifest: metrics_ferplus)")
     p.add_argument("--balance", type=float, default=0.0,
                    help="logit adjustment: divide the output by the training prior to this power (0.5: square-root balancing; 0: none)")
+    p.add_argument("--ckplus", default=None, help="CK+48 folder: each variant is also measured on these posed lab faces (manifest: metrics_ckplus; validation only)")
+    p.add_argument("--class-offset", default="",
+                   help="CLASS=NUMBER[,...]: added to a class's logit after --balance (chosen on validation sets; the manifest records it)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on a seeded random N images only (smoke tests)")
     p.add_argument("--latency-runs", type=int, default=200, help="single-face invokes timed per variant (median)")
     p.add_argument("--batch", type=int, default=256)

@@ -75,6 +75,9 @@ class DistillConfig:
     # select "both" the kept model is the best mean of the two accuracies
     ckplus: str | None = None
     select: str = "val_accuracy"
+    # with ferplus: the hard label of the (1 - kd_weight) term: the votes' majority, or
+    # FER-2013's own label (what the face was searched for: posed intent, where people saw neutral)
+    hard_labels: str = "majority"
 
 
 def _sha256(path: Path) -> str:
@@ -197,10 +200,11 @@ def _with_targets(ds_of_index, soft: np.ndarray, y: np.ndarray, n: int):
 
 
 def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_weight: float = 0.0
-             ) -> tuple[Split, np.ndarray]:
+             ) -> tuple[Split, np.ndarray, np.ndarray]:
     """The split restricted to the faces FER+ can teach, labelled with the votes' majority
-    (argmax of the distribution on a tie), and the vote distributions as soft targets (blended
-    with a peer's probabilities for the whole split when one is given)."""
+    (argmax of the distribution on a tie), the vote distributions as soft targets (blended
+    with a peer's probabilities for the whole split when one is given), and where each kept
+    face is in ``split``."""
     from .ferplus import describe, load_ferplus
 
     t = load_ferplus(split, ferplus)
@@ -209,7 +213,7 @@ def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_we
     soft = t.dist
     if peer is not None:
         soft = ((1.0 - peer_weight) * t.dist + peer_weight * peer[t.index]).astype(np.float32)
-    return dataclasses.replace(t.split, y=y), soft
+    return dataclasses.replace(t.split, y=y), soft, t.index
 
 
 def balance_weights(y: np.ndarray, n: int) -> np.ndarray:
@@ -316,8 +320,13 @@ def distill(cfg: DistillConfig) -> Path:
             from .peer_teacher import peer_targets
 
             peer = peer_targets(train_split, cfg.peer, cfg.yunet, out / f"peer_{train_split.name}.npz")
-        train_split, soft_train = _ferplus(train_split, cfg.ferplus, peer, cfg.peer_weight)
-        val_split, soft_val = _ferplus(val_split, cfg.ferplus)
+        original = train_split.y
+        train_split, soft_train, kept = _ferplus(train_split, cfg.ferplus, peer, cfg.peer_weight)
+        if cfg.hard_labels == "original":
+            train_split = dataclasses.replace(train_split, y=original[kept])
+            print(f"hard labels: FER-2013's own, {100 * np.mean(train_split.y == soft_train.argmax(1)):.1f} % "
+                  "of them the soft targets' argmax")
+        val_split, soft_val, _ = _ferplus(val_split, cfg.ferplus)
     else:
         soft_train = teacher_targets(cfg, train_split, out)
         soft_val = teacher_targets(cfg, val_split, out)
@@ -404,6 +413,8 @@ def add_parser(sub) -> None:
     p.add_argument("--yunet", default=d.yunet, help="YuNet .onnx aligning the faces for the peer")
     p.add_argument("--augment", choices=("standard", "camera"), default=d.augment,
                    help="camera: 3/4 views, infrared and low-light looks, blur, noise, glasses (converter.model)")
+    p.add_argument("--hard-labels", choices=("majority", "original"), default=d.hard_labels,
+                   help="with --ferplus: the hard label of the (1 - kd-weight) term: the votes' majority or FER-2013's own")
     p.add_argument("--class-balance", choices=("none", "sqrt"), default=d.class_balance)
     p.add_argument("--ckplus", default=None, help="CK+48 folder: a second validation set (never trained on)")
     p.add_argument("--select", choices=("val_accuracy", "val_both"), default=d.select,

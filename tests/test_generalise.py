@@ -148,3 +148,31 @@ def test_a_balanced_classifier_read_back_answers_as_it_learnt():
     rebalanced /= rebalanced.sum(axis=1, keepdims=True)
     assert np.abs(rebalanced - shipped).max() < 2e-3
     assert np.abs(learnt - shipped).max() > 0.01  # the offsets were really taken out
+
+
+def test_class_offsets_are_parsed_by_name_and_bad_ones_name_themselves():
+    from converter.convert import parse_class_offsets
+
+    labels = ["angry", "neutral"]
+    assert parse_class_offsets("neutral=-0.3, angry=0.25", labels) == {"neutral": -0.3, "angry": 0.25}
+    assert parse_class_offsets("", labels) == {}
+    with pytest.raises(ValueError, match="'calm=1'.*one of"):
+        parse_class_offsets("calm=1", labels)
+    with pytest.raises(ValueError, match="'lots' is not a number"):
+        parse_class_offsets("angry=lots", labels)
+
+
+def test_the_balance_and_a_class_offset_add_up_in_the_classifiers_bias():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from converter.convert import balance_output
+
+    inp = keras.Input((2,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="probs")(inp))
+    before = model.get_layer("probs").get_weights()[1].copy()
+    prior = np.array([0.5, 0.25, 0.25])
+    offsets = balance_output(model, prior, 0.5, [0.0, -0.3, 0.0])
+    expect = -0.5 * np.log(prior) + np.array([0.0, -0.3, 0.0])
+    assert offsets == pytest.approx(expect.tolist(), abs=1e-6)
+    assert model.get_layer("probs").get_weights()[1] - before == pytest.approx(expect, abs=1e-6)
