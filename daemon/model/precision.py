@@ -19,7 +19,10 @@ MobileNetV2-96 3.08 ms in float against 3.79 ms in int8, and the three-network e
 against 11.0 ms (`bench/precision.py`). The float model is also the one the figures were measured on (int8
 changes the class of about 5 % of faces). So with ``classifier.precision: auto`` (the default) an
 int8 model is swapped for its float sibling ``<stem>_fp16.tflite`` (float16 weights, float32
-arithmetic on the CPU) on such CPUs, when that file and its manifest are there.
+arithmetic on the CPU) on such CPUs, when that file and its manifest are there; where they are
+not (``emotion_ferplus.tflite`` ships int8 only) the int8 file runs and the reason says why.
+``precision: float`` asks for the sibling on every CPU and is an error when it is missing;
+``precision: file`` runs the file as named.
 
 Pure Python: reads ``/proc/cpuinfo`` once (and ``getauxval`` through ctypes on Arm); no new
 dependency. The arm64 check (``scripts/arm64-check.sh``) shows the choice on emulated CPUs of
