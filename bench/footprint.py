@@ -37,7 +37,7 @@ def tf_child(port: int, topic: str) -> None:
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port, 30)
     client.loop_start()
-    interp = tf.lite.Interpreter(model_path=str(REPO / "models" / "emotion.tflite"), num_threads=1)
+    interp = tf.lite.Interpreter(model_path=str(REPO / "models" / "emotion_wild.tflite"), num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     scale, zero = inp["quantization"]

@@ -113,7 +113,7 @@ fi
 "$VENV/bin/python" - <<'EOF' || die "the venv cannot load the daemon and its models"
 from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()
-assert folder is not None and (folder / "emotion_ferplus.tflite").is_file(), folder
+assert folder is not None and (folder / "emotion_wild.tflite").is_file(), folder
 EOF
 # The venv was made at $VENV; it will live at $PREFIX/venv: every script and pyvenv.cfg that
 # names its path is rewritten (the interpreter link, /usr/bin/python3.X, stays as it is).

@@ -325,16 +325,19 @@ class TfliteModel:
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":
         """The emotion classifier of a ``classifier:`` section: the one place it is built (the
         pipeline and ``emotiond check`` both call this)."""
-        from .precision import choose_model
+        from .precision import NoFloatSibling, choose_model
 
         model = Path(cfg.model)
         try:
             quantization = load_manifest(model).quantization.type
         except ManifestError as exc:
             raise ModelError(str(exc)) from None
-        choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
+        try:
+            choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
+        except NoFloatSibling as exc:
+            raise ModelError(str(exc)) from None
         if choice.reason:  # the daemon logs it at start-up (with the model line); analyze stays quiet
-            log.debug("classifier.precision auto: %s", choice.reason)
+            log.debug("classifier.precision %s: %s", cfg.precision, choice.reason)
         built = cls(choice.path, threads=cfg.threads, delegate=cfg.delegate, fallback=cfg.fallback)
         built.precision_reason = choice.reason
         return built
