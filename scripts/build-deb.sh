@@ -115,6 +115,32 @@ from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()
 assert folder is not None and (folder / "emotion_ferplus.tflite").is_file(), folder
 EOF
+
+# --- what a device does not need (flash is small; docs/benchmarks/history.md, ".deb contents") --
+# pip and setuptools install packages: a device never does, the .deb replaces the venv whole.
+"$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check setuptools pip >&2
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# Every package's own test suite; NumPy's build tools (f2py, numpy.distutils), which the daemon
+# never imports; LiteRT's ahead-of-time compilers for NPUs (tools/apply_plugin_main, the
+# vendors' compiler plugins, aot/) and its benchmark tool: the daemon runs models on the CPU, a
+# GPU or a delegate library and never compiles them (the vendors' dispatch libraries stay);
+# OpenCV's Haar cascades but the one that detector: haar loads.
+find "$SITE" -mindepth 2 -depth -type d -name tests -exec rm -rf {} +
+rm -rf "$SITE/numpy/f2py" "$SITE/numpy/distutils" "$VENV/bin/f2py" \
+  "$SITE/ai_edge_litert/tools" "$SITE/ai_edge_litert/aot" "$SITE"/ai_edge_litert/vendors/*/compiler \
+  "$VENV/bin/litert-benchmark"
+find "$SITE/cv2/data" -name 'haarcascade_*.xml' ! -name haarcascade_frontalface_default.xml -delete
+"$VENV/bin/python" - <<'EOF' || die "the venv lost something the daemon needs"
+import cv2, numpy
+from ai_edge_litert import compiled_model, interpreter  # noqa: F401 - the GPU path imports it
+from daemon.model.paths import installed_models_dir
+from daemon.model.tflite import TfliteModel
+from daemon.runtime.app import Daemon  # noqa: F401 - every module the daemon imports at start
+from daemon.vision.detectors.haar import default_cascade_path
+model = TfliteModel(installed_models_dir() / "emotion_ferplus.tflite")
+assert model.predict(numpy.zeros((2, *model._input["shape"][1:]), model._input["dtype"])).shape == (2, len(model.labels))
+assert not cv2.CascadeClassifier(str(default_cascade_path())).empty()
+EOF
 # The venv was made at $VENV; it will live at $PREFIX/venv: every script and pyvenv.cfg that
 # names its path is rewritten (the interpreter link, /usr/bin/python3.X, stays as it is).
 grep -rlI --null -- "$VENV" "$VENV/bin" "$VENV/pyvenv.cfg" | xargs -0 -r sed -i "s#$VENV#$PREFIX/venv#g"
