@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the Debian package: emotiond_<version>_<arch>.deb in --out (default: dist/).
 #
-#   /opt/emotiond/venv          the daemon's venv (the plain install: no TensorFlow), with the
-#                               default models inside the package (daemon/models)
+#   /opt/emotiond/venv          the daemon's venv (the plain install: no TensorFlow, the updates
+#                               and http extras), with the default models inside the package
+#                               (daemon/models); no pip, setuptools or packages' test suites
 #   /opt/emotiond/README*.md    the documentation the units link to
 #   /lib/systemd/system/        emotiond.service, emotiond@.service
 #   /etc/emotiond/config.yaml   the repository's config.yaml, a dpkg conffile: a copy you
@@ -108,8 +109,9 @@ if [ -z "$WHEEL" ]; then
   WHEEL=$(ls "$STAGE"/wheel/emotiond-*.whl)
 fi
 # No .pyc yet: they would name the staging path; compiled below for the installed one.
-# The updates extra (python-tuf) too: a device turns fleet updates on in its config alone.
-"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${WHEEL}[updates]" >&2
+# The updates (python-tuf) and http (prometheus-client) extras too: a device turns fleet updates
+# and the live page on in its config alone (its venv has no pip to add them later, see below).
+"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${WHEEL}[updates,http]" >&2
 "$VENV/bin/python" - <<'EOF' || die "the venv cannot load the daemon and its models"
 from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()
@@ -136,6 +138,7 @@ from ai_edge_litert import compiled_model, interpreter  # noqa: F401 - the GPU p
 from daemon.model.paths import installed_models_dir
 from daemon.model.tflite import TfliteModel
 from daemon.runtime.app import Daemon  # noqa: F401 - every module the daemon imports at start
+from daemon.web import metrics  # noqa: F401 - http.enabled: prometheus-client
 from daemon.vision.detectors.haar import default_cascade_path
 model = TfliteModel(installed_models_dir() / "emotion_ferplus.tflite")
 assert model.predict(numpy.zeros((2, *model._input["shape"][1:]), model._input["dtype"])).shape == (2, len(model.labels))
