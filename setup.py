@@ -17,16 +17,14 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 # The defaults config.yaml names (emotion, eye state, FaceMesh, Iris), their manifests, any shipped
-# detector (ONNX), and the cards and licences that must travel with them. The distilled
-# student and the training logs stay in the repository.
+# detector (ONNX), and the cards and licences that must travel with them. The emotion lineup is
+# daemon/model/lineup.py's SHIPPED (issue 33: the default, its float sibling, one alternative);
+# training logs and confusion matrices stay in the repository.
 PACKAGED_MODELS = (
-    # the default: one MobileNetV2-96 learnt from the FER+ annotators' votes, and its float sibling
-    "emotion_ferplus.tflite", "emotion_ferplus.json", "emotion_ferplus_fp16.tflite", "emotion_ferplus_fp16.json",
-    # the earlier default (three networks on FER-2013's labels): configs that name it keep working
-    "emotion.tflite", "emotion.json",
-    "emotion_fast.tflite", "emotion_fast.json",  # profiles/retail.yaml's one-network model
-    # the float siblings: classifier.precision auto runs them on x86 CPUs without VNNI/AMX
-    "emotion_fp16.tflite", "emotion_fp16.json", "emotion_fast_fp16.tflite", "emotion_fast_fp16.json",
+    # the default: one MobileNetV2-96, int8, and its float sibling (classifier.precision auto/float)
+    "emotion_wild.tflite", "emotion_wild.json", "emotion_wild_fp16.tflite", "emotion_wild_fp16.json",
+    # the alternative, int8 only: the same network's cost, closest to people on webcam faces (FER+)
+    "emotion_ferplus.tflite", "emotion_ferplus.json",
     "eye_state.tflite", "eye_state.json",
     "face_landmark.tflite", "iris_landmark.tflite",
     "*.onnx",

@@ -1,11 +1,17 @@
-"""Per-face cost of the emotion models side by side, in one run: the FER+ default against one
-MobileNetV2-96 int8 network (``emotion_fast``) and the three-network ensemble.
+"""Per-face cost of the shipped emotion models side by side, in one run: the default
+(``emotion_wild``, int8, and its float sibling) against ``emotion_ferplus``, one MobileNetV2-96
+int8 network.
+
+The issue's yardstick was ``emotion_fast`` (one MobileNetV2-96 int8 network), which no longer
+ships: ``emotion_ferplus`` is that very network (fine-tuned from emotion_fast's weights, same
+architecture, input and ops: 0.99x its cost when both were measured side by side), so it stands
+in for it here.
 
 Each model is the daemon's own classifier (``TfliteModel``, LiteRT, one thread, pinned to core 0),
 fed a real talking-head face through its own manifest (flip averaging included: a face and its
 mirror in one invoke, as the daemon runs them). Rounds interleave the models so drift hits all
 alike; the median over rounds of each round's median is printed, with the ratio to
-``emotion_fast``. The issue's bound: the default may cost at most 1.2x one such network.
+``emotion_ferplus``. The issue's bound: the default may cost at most 1.2x one such network.
 
     python bench/emotion_cost.py --runs 200 --rounds 5
 """
@@ -18,8 +24,8 @@ import time
 
 from _common import REPO, TALKING_HEAD, machine, pin_to_core, table
 
-MODELS = ("emotion_ferplus.tflite", "emotion_fast.tflite", "emotion_ferplus_fp16.tflite", "emotion_fast_fp16.tflite",
-          "emotion.tflite")
+REFERENCE = "emotion_ferplus.tflite"  # one MobileNetV2-96 int8 network: emotion_fast's network and cost
+MODELS = ("emotion_wild.tflite", REFERENCE, "emotion_wild_fp16.tflite")
 
 
 def main() -> None:
@@ -49,7 +55,7 @@ def main() -> None:
                 m.classify(frame, [box])
                 times.append((time.perf_counter() - t0) * 1000.0)
             per[name].append(statistics.median(times))
-    ref = statistics.median(per["emotion_fast.tflite"])
+    ref = statistics.median(per[REFERENCE])
     rows = []
     for name in MODELS:
         ms = statistics.median(per[name])
@@ -59,7 +65,7 @@ def main() -> None:
                      f"{m.metrics.accuracy:.4f}" if m.metrics else "-",
                      f"{fp['accuracy']:.4f} / {fp['macro_recall']:.4f}" if fp else "-",
                      " ".join(f"{v:.2f}" for v in per[name])])
-    print(table(rows, ["model", "type", "ms/face (median)", "vs emotion_fast", "PublicTest, original labels",
+    print(table(rows, ["model", "type", "ms/face (median)", "vs emotion_ferplus (1 network)", "PublicTest, original labels",
                        "FER+ majority acc / macro recall", "per round"]))
 
 

@@ -5,7 +5,7 @@ The frames follow a 30 fps timeline (no sleeping: the cost is the compute per fr
 is a real talking-head crop (the clip's face, boxes shifted so the crops differ). The daemon's
 own ``TfliteModel`` and ``ClassifySchedule`` run, one thread, pinned to one core.
 
-    python bench/many_faces.py --frames 300 --models models/emotion.tflite models/emotion_fast.tflite
+    python bench/many_faces.py --frames 300 --models models/emotion_wild.tflite models/emotion_ferplus.tflite
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--rate", type=float, default=10.0, help="classifier.max_rate_hz to compare with 0 (every frame)")
-    ap.add_argument("--models", nargs="+", default=[str(REPO / "models" / "emotion.tflite")])
+    ap.add_argument("--models", nargs="+", default=[str(REPO / "models" / "emotion_wild.tflite")])
     args = ap.parse_args()
     require(TALKING_HEAD)
     print(machine(), "|", pin_to_core(0))

@@ -25,7 +25,7 @@ from _common import REPO, cpu_flags, machine, peak_rss_mb, pin_to_core, table
 from daemon.model.precision import FLOAT_SUFFIX, _host, float_is_faster
 from daemon.model.tflite import TfliteModel
 
-PAIRS = ("emotion", "emotion_fast")
+PAIRS = ("emotion_wild", "emotion_ferplus")  # the shipped stems; emotion_ferplus has no float sibling
 
 
 def memory_of(path: Path) -> str:

@@ -111,7 +111,7 @@ def fleet_time(repo: Repository, url: str, folder: Path, n: int, canary: int, in
         d.stop_flag.set()
     return {"devices": n, "canary": canary, "interval_s": interval, "window_s": window,
             "canary_s": round(t_canary - t0, 2), "widen_s": round(t_all - t_canary, 2), "total_s": round(t_all - t0, 2),
-            "bytes_model": (MODELS / "emotion_ferplus.tflite").stat().st_size}
+            "bytes_model": (MODELS / "emotion_wild.tflite").stat().st_size}  # release 2's model
 
 
 def main() -> int:
@@ -127,8 +127,8 @@ def main() -> int:
     try:
         repo = Repository(folder / "repo", folder / "keys")
         repo.init()
-        repo.add_release(1, MODELS / "emotion_student.tflite")
-        repo.add_release(2, MODELS / "emotion_ferplus.tflite")
+        repo.add_release(1, MODELS / "emotion_ferplus.tflite")  # the shipped alternative, then the default
+        repo.add_release(2, MODELS / "emotion_wild.tflite")
         repo.set_group("default", 1)
         server = RepoServer(folder / "repo")
         cost = check_cost(repo, server.url, folder, args.checks)

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face (as the daemon does for a manifest with flip_average)")
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: also report accuracy and macro recall against the annotators' majority")
+    p.add_argument("--ckplus", default=None, help="CK+48 folder: also report the model on these posed lab faces (validation only)")
 
     p = sub.add_parser("ensemble", help="average several trained .keras models inside one graph")
     p.add_argument("models", nargs="+", help="two or more .keras models with the same input and classes")
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: each variant is also measured against the annotators' majority (manifest: metrics_ferplus)")
     p.add_argument("--balance", type=float, default=0.0,
                    help="logit adjustment: divide the output by the training prior to this power (0.5: square-root balancing; 0: none)")
+    p.add_argument("--ckplus", default=None, help="CK+48 folder: each variant is also measured on these posed lab faces (manifest: metrics_ckplus; validation only)")
+    p.add_argument("--class-offset", default="",
+                   help="CLASS=NUMBER[,...]: added to a class's logit after --balance (chosen on validation sets; the manifest records it)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on a seeded random N images only (smoke tests)")
     p.add_argument("--latency-runs", type=int, default=200, help="single-face invokes timed per variant (median)")
     p.add_argument("--batch", type=int, default=256)

@@ -171,6 +171,7 @@ class VariantResult:
     error: str | None = None
     predictions: np.ndarray | None = None  # on the split, as the daemon runs the model
     ferplus: ClassMetrics | None = None  # against the FER+ majority (convert --ferplus)
+    ckplus: ClassMetrics | None = None  # on CK+48 (convert --ckplus)
 
 
 def variant_manifest(
@@ -200,7 +201,7 @@ def variant_manifest(
 def convert_variant(
     model, variant: str, base: Manifest, split: Split, float_pred: np.ndarray, out_stem: Path,
     representative: Representative | None, extra: dict, batch: int = 256, latency_runs: int = 200, qat: bool = False,
-    ferplus=None,
+    ferplus=None, ckplus: Split | None = None,
 ) -> VariantResult:
     """Convert, write, measure and describe one variant (its files: .tflite, .json, confusion)."""
     result = VariantResult(variant)
@@ -227,6 +228,15 @@ def convert_variant(
             "accuracy": m.accuracy, "macro_recall": m.macro_recall, "per_class_recall": m.per_class(m.recall),
             "per_class_precision": m.per_class(m.precision)}}
         save_confusion_json(m, f"{stem}.ferplus.confusion.json", model=path.name, split=split.name, reference="FER+ majority")
+    if ckplus is not None:  # a second distribution: posed lab faces (validation only)
+        m = evaluate_tflite(tfl, ckplus, batch).metrics
+        result.ckplus = m
+        extra = {**extra, "metrics_ckplus": {
+            "split": "CK+48 (contempt left out)", "n": int(m.confusion.sum()), "accuracy": m.accuracy,
+            "macro_recall": m.macro_recall, "per_class_recall": m.per_class(m.recall),
+            "per_class_precision": m.per_class(m.precision)}}
+        save_confusion_json(m, f"{stem}.ckplus.confusion.json", model=path.name, split="ckplus48", reference="CK+48")
+        plot_confusion(m, f"{stem}.ckplus.confusion.png", f"{path.name} [CK+48]")
     save_manifest(variant_manifest(base, quant, result, split.name, content, extra), path)
     title = f"{path.name} [{split.name}]"
     save_confusion_json(result.metrics, f"{stem}.confusion.json", model=path.name, split=split.name)
@@ -237,7 +247,8 @@ def convert_variant(
 
 def format_table(results: list[VariantResult], keras_metrics: ClassMetrics | None = None) -> str:
     lines = [f"{'variant':<9} {'size KB':>8} {'accuracy':>8} {'macro rec':>9} {'agree':>6} {'ms/face':>8}  file"
-             + ("   [FER+ majority: accuracy, macro recall]" if any(r.ferplus for r in results) else "")]
+             + ("   [FER+ majority: accuracy, macro recall]" if any(r.ferplus for r in results) else "")
+            + ("   [CK+48: accuracy, min recall]" if any(r.ckplus for r in results) else "")]
     if keras_metrics is not None:
         lines.append(
             f"{'keras':<9} {'-':>8} {keras_metrics.accuracy:>8.4f} {keras_metrics.macro_recall:>9.4f} "
@@ -251,20 +262,39 @@ def format_table(results: list[VariantResult], keras_metrics: ClassMetrics | Non
             f"{r.variant:<9} {r.size_bytes / 1024:>8.1f} {r.metrics.accuracy:>8.4f} {r.metrics.macro_recall:>9.4f} "
             f"{r.float_agreement:>6.3f} {r.latency_ms:>8.3f}  {r.path}"
             + (f"   [{r.ferplus.accuracy:.4f}, {r.ferplus.macro_recall:.4f}]" if r.ferplus else "")
+            + (f"   [{r.ckplus.accuracy:.4f}, {min(v for v in r.ckplus.recall if v is not None):.4f}]" if r.ckplus else "")
         )
     return "\n".join(lines)
 
 
-def balance_output(model, prior: np.ndarray, tau: float) -> list[float]:
+def parse_class_offsets(text: str, labels: list[str]) -> dict[str, float]:
+    """``"neutral=-0.3,angry=0.2"`` → ``{"neutral": -0.3, "angry": 0.2}``; a class the model does
+    not have, or a value that is not a number, is an error naming it."""
+    out: dict[str, float] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in labels:
+            raise ValueError(f"--class-offset {item!r}: want CLASS=NUMBER with CLASS one of {labels}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--class-offset {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def balance_output(model, prior: np.ndarray, tau: float, extra: list[float] | None = None) -> list[float]:
     """Logit adjustment by the training prior (Menon et al. 2021, "Long-tail learning via logit
     adjustment"): the softmax layer ``probs`` gets ``-tau * log(prior)`` added to its bias, so the
     model answers ``p(c | x) / prior(c)^tau`` renormalised, at no cost (the graph is unchanged).
     ``tau`` 0.5 is the square-root balancing the members' class weights use (``--class-weight
     sqrt``); rare classes (disgust, fear) gain recall for a little accuracy on common ones.
-    Returns the offsets added."""
+    ``extra`` (one per class) is added on top: a class's own offset, chosen on validation sets
+    where the prior alone does not fit (``--class-offset``). Returns the offsets added."""
     layer = model.get_layer("probs")
     kernel, bias = layer.get_weights()
     offset = -float(tau) * np.log(np.clip(np.asarray(prior, np.float64), 1e-6, 1.0))
+    if extra is not None:
+        offset = offset + np.asarray(extra, np.float64)
     layer.set_weights([kernel, (bias + offset).astype(bias.dtype)])
     return [round(float(v), 6) for v in offset]
 
@@ -297,16 +327,26 @@ def convert_cli(args) -> int:
 
         ferplus = load_ferplus(split, args.ferplus)
         print(describe(ferplus))
+    ckplus = None
+    if getattr(args, "ckplus", None):
+        from .datasets import load_ckplus
+
+        ckplus = load_ckplus(args.ckplus, labels)
     balance = None
-    if getattr(args, "balance", 0.0):
+    class_offsets = parse_class_offsets(getattr(args, "class_offset", None) or "", labels)
+    if getattr(args, "balance", 0.0) or class_offsets:
         # the prior is the training split's: its FER+ vote distributions, else its labels
         if getattr(args, "ferplus", None):
             prior = load_ferplus(rep_split, args.ferplus).dist.mean(axis=0)
         else:
             prior = np.bincount(rep_split.y, minlength=len(labels)) / len(rep_split)
+        offsets = balance_output(model, prior, args.balance, [class_offsets.get(c, 0.0) for c in labels])
         balance = {"tau": args.balance, "prior": dict(zip(labels, np.round(prior, 6).tolist())),
-                   "split": args.rep_split, "logit_offsets": balance_output(model, prior, args.balance)}
-        print(f"output balanced by the {args.rep_split} prior^{args.balance}: offsets {balance['logit_offsets']}")
+                   "split": args.rep_split, "logit_offsets": offsets}
+        if class_offsets:
+            balance["class_offsets"] = class_offsets
+        print(f"output balanced by the {args.rep_split} prior^{args.balance} and {class_offsets or 'no class offset'}: "
+              f"logit offsets {offsets}")
 
     t0 = time.time()
     reference = evaluate_keras(model, base, split, args.batch)
@@ -324,7 +364,7 @@ def convert_cli(args) -> int:
         try:
             r = convert_variant(
                 model, variant, base, split, reference.predictions, Path(args.out), representative, extra,
-                args.batch, args.latency_runs, ferplus=ferplus,
+                args.batch, args.latency_runs, ferplus=ferplus, ckplus=ckplus,
             )
             print(f"{variant}: wrote {r.path} and {manifest_path(r.path).name} ({time.time() - t0:.0f} s)")
         except Exception as exc:  # one failing variant must not cost the others

@@ -146,6 +146,29 @@ def load_split(data: str | Path, split: str, labels: list[str] | None = None) ->
     return load_folder_split(data, split, labels)
 
 
+# CK+48's folder names → the daemon's classes; contempt is no class of the daemon's and is left out
+CKPLUS_CLASSES = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
+                  "sadness": "sad", "surprise": "surprise"}
+
+
+def load_ckplus(root: str | Path, labels: list[str]) -> Split:
+    """CK+48 (``<root>/<emotion>/*.png``, 48×48 posed lab faces) in the model's label order,
+    contempt left out. A second distribution **for validation only**: never train on it."""
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(f"CK+ folder not found: {base}")
+    paths: list[str] = []
+    ys: list[int] = []
+    for folder, name in CKPLUS_CLASSES.items():
+        d = base / folder
+        files = sorted(str(p) for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
+        if not files:
+            raise DatasetError(f"CK+ class folder missing or empty: {d}")
+        paths += files
+        ys += [labels.index(name)] * len(files)
+    return Split("ckplus48", list(labels), np.asarray(ys, dtype=np.int32), paths=paths)
+
+
 def print_counts(split: Split) -> None:
     counts = split.counts()
     cells = "  ".join(f"{k} {v:,}" for k, v in counts.items())

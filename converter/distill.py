@@ -1,4 +1,4 @@
-"""Distil a teacher (the shipped ensemble) into one student network, resumably.
+"""Distil a teacher (a float .tflite or .keras model, or the FER+ votes) into one student network, resumably.
 
 The student learns from the teacher's soft targets together with the hard labels:
 
@@ -38,7 +38,7 @@ PHASE = "distill"
 class DistillConfig:
     data: str
     out: str
-    teacher: str = "models/emotion_fp16.tflite"
+    teacher: str | None = None  # a float .tflite/.keras giving probabilities (not needed with ferplus)
     init_tflite: str | None = None  # start from a member inside a float .tflite (e.g. the teacher)
     init_member: str = "member0"  # which network of init_tflite ("" for a single network)
     init: str | None = None  # or start from a .keras model's weights
@@ -64,6 +64,20 @@ class DistillConfig:
     # FER+ folder (or votes CSV): the soft targets are the ten annotators' vote distributions
     # instead of a teacher's, the hard label is their majority (see converter/ferplus.py)
     ferplus: str | None = None
+    # a second teacher (OpenCV Zoo's RAF-DB MobileFaceNet, converter/peer_teacher.py): its soft
+    # outputs on the aligned training faces, blended into the votes with this share
+    peer: str | None = None
+    peer_weight: float = 0.3
+    yunet: str = "models/face_detection_yunet_2023mar.onnx"
+    augment: str = "standard"  # or "camera" (converter.model.camera_augmentation)
+    class_balance: str = "none"  # or "sqrt": each face's loss weighted by prior(majority)^-1/2
+    # CK+48 folder: a second validation set (never trained on), measured each epoch; with
+    # select "both" the kept model is the best mean of the two accuracies
+    ckplus: str | None = None
+    select: str = "val_accuracy"
+    # with ferplus: the hard label of the (1 - kd_weight) term: the votes' majority, or
+    # FER-2013's own label (what the face was searched for: posed intent, where people saw neutral)
+    hard_labels: str = "majority"
 
 
 def _sha256(path: Path) -> str:
@@ -108,6 +122,8 @@ def _teacher_predict(teacher: Path, batch: int):
 def teacher_targets(cfg: DistillConfig, split: Split, out: Path) -> np.ndarray:
     """The teacher's mirror-averaged probabilities for every image of ``split`` (in order),
     from the cache when it was made by the same teacher on the same images."""
+    if not cfg.teacher:
+        raise ValueError("distillation needs a teacher: --teacher (a float .tflite or .keras) or --ferplus (the votes)")
     teacher = Path(cfg.teacher)
     if not teacher.is_file():
         raise FileNotFoundError(f"teacher model not found: {teacher}")
@@ -134,14 +150,17 @@ def teacher_targets(cfg: DistillConfig, split: Split, out: Path) -> np.ndarray:
     return p
 
 
-def distill_loss(n: int, temperature: float, kd_weight: float, label_smoothing: float = 0.0):
+def distill_loss(n: int, temperature: float, kd_weight: float, label_smoothing: float = 0.0,
+                 class_weights: np.ndarray | None = None):
     """Keras loss on ``y_true = [teacher probabilities (n), one-hot label (n)]`` and the
-    student's softmax output."""
+    student's softmax output; ``class_weights`` (n,) weigh each face by its label's class."""
     import keras
     from keras import ops
 
     t = float(temperature)
     ce = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=None)
+
+    w = None if class_weights is None else ops.convert_to_tensor(np.asarray(class_weights, np.float32))
 
     def loss(y_true, y_pred):
         soft, hard = y_true[:, :n], y_true[:, n:]
@@ -149,7 +168,8 @@ def distill_loss(n: int, temperature: float, kd_weight: float, label_smoothing: 
         log_s = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-7, 1.0)) / t, axis=-1)
         p_t = ops.softmax(ops.log(ops.clip(soft, 1e-7, 1.0)) / t, axis=-1)
         kl = ops.sum(p_t * (ops.log(ops.clip(p_t, 1e-7, 1.0)) - log_s), axis=-1)
-        return kd_weight * t * t * kl + (1.0 - kd_weight) * ce(hard, y_pred)
+        per_face = kd_weight * t * t * kl + (1.0 - kd_weight) * ce(hard, y_pred)
+        return per_face if w is None else per_face * ops.sum(hard * w, axis=-1)
 
     loss.__name__ = "distill_loss"
     return loss
@@ -179,15 +199,57 @@ def _with_targets(ds_of_index, soft: np.ndarray, y: np.ndarray, n: int):
     return ds_of_index.map(targets)
 
 
-def _ferplus(split: Split, ferplus: str) -> tuple[Split, np.ndarray]:
+def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_weight: float = 0.0
+             ) -> tuple[Split, np.ndarray, np.ndarray]:
     """The split restricted to the faces FER+ can teach, labelled with the votes' majority
-    (argmax of the distribution on a tie), and the vote distributions as soft targets."""
+    (argmax of the distribution on a tie), the vote distributions as soft targets (blended
+    with a peer's probabilities for the whole split when one is given), and where each kept
+    face is in ``split``."""
     from .ferplus import describe, load_ferplus
 
     t = load_ferplus(split, ferplus)
     print(describe(t))
     y = np.where(t.majority >= 0, t.majority, t.dist.argmax(1)).astype(np.int32)
-    return dataclasses.replace(t.split, y=y), t.dist
+    soft = t.dist
+    if peer is not None:
+        soft = ((1.0 - peer_weight) * t.dist + peer_weight * peer[t.index]).astype(np.float32)
+    return dataclasses.replace(t.split, y=y), soft, t.index
+
+
+def balance_weights(y: np.ndarray, n: int) -> np.ndarray:
+    """(n,) loss weights prior(c)^-1/2, scaled so the training faces' mean weight is 1: disgust
+    (1.8 % of the votes' majorities) counts about 4× a neutral face, not 18×."""
+    prior = np.bincount(y, minlength=n).astype(np.float64) + 1.0
+    w = (prior / prior.sum()) ** -0.5
+    return (w / (w[y].mean())).astype(np.float32)
+
+
+class _SecondValidation:
+    """Keras callback: accuracy and per-class recall on a second validation set (CK+), logged as
+    ``val_ckplus_accuracy`` / ``val_ckplus_min_recall`` and, with ``val_accuracy``, their mean
+    ``val_both``; every epoch's weights are kept (``epoch_NN.weights.h5``) to choose among."""
+
+    def __new__(cls, split: Split, out: Path):
+        import keras
+
+        from .evaluate import confusion_matrix, metrics_from_confusion
+
+        x = np.stack([split.image(i) for i in range(len(split))])[..., None].astype(np.float32)
+        x = x * NORMALIZE[0] + NORMALIZE[1]
+
+        class SecondValidation(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                p = self.model.predict(x, verbose=0) + self.model.predict(x[:, :, ::-1], verbose=0)
+                m = metrics_from_confusion(confusion_matrix(split.y, p.argmax(1), len(split.labels)), split.labels)
+                rec = {k: round(v, 3) for k, v in zip(m.labels, m.recall) if v is not None}
+                if logs is not None:
+                    logs["val_ckplus_accuracy"] = m.accuracy
+                    logs["val_ckplus_min_recall"] = min(rec.values())
+                    logs["val_both"] = (m.accuracy + float(logs.get("val_accuracy", 0.0))) / 2
+                print(f"\nepoch {epoch + 1}: CK+ accuracy {m.accuracy:.4f}, recall {rec}", flush=True)
+                self.model.save_weights(str(out / f"epoch_{epoch + 1:02d}.weights.h5"))
+
+        return SecondValidation()
 
 
 def build_student(cfg: DistillConfig, n: int):
@@ -201,12 +263,27 @@ def build_student(cfg: DistillConfig, n: int):
 
         load_mobilenetv2_from_tflite(model, cfg.init_tflite, cfg.init_member)
         print(f"student starts from {cfg.init_member or 'the network'} of {cfg.init_tflite}")
+        undo_output_balance(model, Path(cfg.init_tflite).with_suffix(".json"))
     elif cfg.init:
         if not Path(cfg.init).is_file():
             raise FileNotFoundError(f"--init model not found: {cfg.init}")
         model.load_weights(cfg.init)
         print(f"student starts from the weights of {cfg.init}")
     return model, backbone
+
+
+def undo_output_balance(model, manifest: Path) -> None:
+    """A network read back from a file converted with ``--balance`` has the logit offsets in its
+    classifier's bias (``output_balance`` in its manifest): take them out, so training starts
+    from the network as it learnt and the conversion's balance is not applied twice."""
+    if not manifest.is_file():
+        return
+    offsets = (json.loads(manifest.read_text()).get("output_balance") or {}).get("logit_offsets")
+    if offsets:
+        layer = model.get_layer("probs")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, (bias - np.asarray(offsets, bias.dtype)).astype(bias.dtype)])
+        print(f"output balance of {manifest.name} taken out of the classifier: {offsets}")
 
 
 def freeze_batchnorm(model) -> int:
@@ -238,22 +315,34 @@ def distill(cfg: DistillConfig) -> Path:
     n = len(train_split.labels)
 
     if cfg.ferplus:
-        (train_split, soft_train), (val_split, soft_val) = (_ferplus(s, cfg.ferplus) for s in (train_split, val_split))
+        peer = None
+        if cfg.peer:
+            from .peer_teacher import peer_targets
+
+            peer = peer_targets(train_split, cfg.peer, cfg.yunet, out / f"peer_{train_split.name}.npz")
+        original = train_split.y
+        train_split, soft_train, kept = _ferplus(train_split, cfg.ferplus, peer, cfg.peer_weight)
+        if cfg.hard_labels == "original":
+            train_split = dataclasses.replace(train_split, y=original[kept])
+            print(f"hard labels: FER-2013's own, {100 * np.mean(train_split.y == soft_train.argmax(1)):.1f} % "
+                  "of them the soft targets' argmax")
+        val_split, soft_val, _ = _ferplus(val_split, cfg.ferplus)
     else:
         soft_train = teacher_targets(cfg, train_split, out)
         soft_val = teacher_targets(cfg, val_split, out)
     if soft_train.shape[1] != n:
         raise ValueError(f"teacher {cfg.teacher} gives {soft_train.shape[1]} classes, the data has {n}")
 
-    from .model import augmentation
+    from .model import augmentation, camera_augmentation
 
+    augment = {"standard": augmentation, "camera": camera_augmentation}[cfg.augment](cfg.seed)
     size = (cfg.input_size, cfg.input_size)
 
     def indexed(split: Split) -> Split:  # labels replaced by indices, to look the targets up
         return dataclasses.replace(split, y=np.arange(len(split), dtype=np.int32))
 
     train_ds = _with_targets(
-        tf_dataset(indexed(train_split), size, 1, cfg.batch, True, cfg.seed, augmentation(cfg.seed), NORMALIZE),
+        tf_dataset(indexed(train_split), size, 1, cfg.batch, True, cfg.seed, augment, NORMALIZE),
         soft_train, train_split.y, n,
     )
     val_ds = _with_targets(
@@ -266,16 +355,24 @@ def distill(cfg: DistillConfig) -> Path:
     model, backbone = build_student(cfg, n)
     freeze_batchnorm(model)
     opt = keras.optimizers.AdamW(_schedule(cfg, steps), weight_decay=1e-4)
-    model.compile(opt, distill_loss(n, cfg.temperature, cfg.kd_weight, cfg.label_smoothing), metrics=_metrics(n))
+    weights = balance_weights(train_split.y, n) if cfg.class_balance == "sqrt" else None
+    if weights is not None:
+        print(f"class weights: {dict(zip(train_split.labels, np.round(weights, 2).tolist()))}")
+    model.compile(opt, distill_loss(n, cfg.temperature, cfg.kd_weight, cfg.label_smoothing, weights), metrics=_metrics(n))
+    extra = []
+    if cfg.ckplus:
+        from .datasets import load_ckplus
+
+        extra.append(_SecondValidation(load_ckplus(cfg.ckplus, train_split.labels), out))
     best = out / "best.keras"
-    if _best_so_far(out) is None:  # the starting point is the bar to beat (a member: already good)
+    if _best_so_far(out, cfg.select) is None:  # the starting point is the bar to beat (a member: already good)
         start = model.evaluate(val_ds, verbose=0, return_dict=True)
         print(f"student before distillation: val accuracy {start['accuracy']:.4f}, "
               f"teacher agreement {start['teacher_agreement']:.4f}")
         (out / "start.json").write_text(json.dumps(start) + "\n")
     t0 = time.time()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
-              callbacks=run_callbacks(out, PHASE, cfg.patience), verbose=_verbose())
+              callbacks=extra + run_callbacks(out, PHASE, cfg.patience, cfg.select), verbose=_verbose())
     print(f"distillation done in {time.time() - t0:.0f} s")
     plot_curves(out, phases=(PHASE,))
     (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -311,3 +408,14 @@ def add_parser(sub) -> None:
     p.add_argument("--ferplus", default=None,
                    help="FER+ votes folder: learn the annotators' vote distributions (use --temperature 1 --kd-weight 1 "
                         "for Barsoum et al.'s probability mode); accuracy is then against their majority")
+    p.add_argument("--peer", default=None, help="a second teacher: OpenCV Zoo's RAF-DB MobileFaceNet .onnx (with --ferplus)")
+    p.add_argument("--peer-weight", type=float, default=d.peer_weight, help="the peer's share of the soft targets")
+    p.add_argument("--yunet", default=d.yunet, help="YuNet .onnx aligning the faces for the peer")
+    p.add_argument("--augment", choices=("standard", "camera"), default=d.augment,
+                   help="camera: 3/4 views, infrared and low-light looks, blur, noise, glasses (converter.model)")
+    p.add_argument("--hard-labels", choices=("majority", "original"), default=d.hard_labels,
+                   help="with --ferplus: the hard label of the (1 - kd-weight) term: the votes' majority or FER-2013's own")
+    p.add_argument("--class-balance", choices=("none", "sqrt"), default=d.class_balance)
+    p.add_argument("--ckplus", default=None, help="CK+48 folder: a second validation set (never trained on)")
+    p.add_argument("--select", choices=("val_accuracy", "val_both"), default=d.select,
+                   help="what chooses best.keras: PublicTest accuracy, or its mean with CK+'s (needs --ckplus)")

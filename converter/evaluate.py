@@ -337,6 +337,16 @@ def evaluate_cli(args) -> int:
         views["ferplus"] = ferplus_view(result.probs, targets, manifest.labels)
         print(describe(targets))
         print(format_views({"ferplus": views["ferplus"], "original": result.metrics}))
+    if getattr(args, "ckplus", None):
+        from .datasets import load_ckplus
+
+        ck = load_ckplus(args.ckplus, manifest.labels)
+        if model_path.suffix == ".tflite":
+            views["ckplus"] = evaluate_tflite(tfl, ck, args.batch, args.tta_flip).metrics
+        else:
+            views["ckplus"] = evaluate_keras(model, manifest, ck, args.batch, args.tta_flip).metrics
+        print(f"CK+48 ({args.ckplus}, contempt left out), {len(ck)} images")
+        print(format_report(views["ckplus"]))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -348,4 +358,8 @@ def evaluate_cli(args) -> int:
             m = views["ferplus"]
             print(f"wrote {save_confusion_json(m, out / f'{stem}.ferplus.metrics.json', **info, reference='FER+ majority')}")
             print(f"wrote {plot_confusion(m, out / f'{stem}.ferplus.confusion.png', f'{model_path.name} [{args.split}, FER+ majority]')}")
+        if "ckplus" in views:
+            m = views["ckplus"]
+            print(f"wrote {save_confusion_json(m, out / f'{stem}.ckplus.metrics.json', **info, reference='CK+48')}")
+            print(f"wrote {plot_confusion(m, out / f'{stem}.ckplus.confusion.png', f'{model_path.name} [CK+48]')}")
     return 0

@@ -84,3 +84,49 @@ def augmentation(seed: int) -> keras.Sequential:
         ],
         name="augment",
     )
+
+
+def camera_augmentation(seed: int):
+    """The faces the daemon meets that FER-2013 has few of, on [0, 255] grey batches: the usual
+    geometry (flip, rotation up to 15°, shift, zoom) plus a face turned towards 3/4 (a random
+    perspective and a horizontal squeeze), the looks of other cameras (gamma for near-infrared
+    and low light, strong contrast changes, blur, sensor noise) and glasses or a hand over the
+    eyes (a dark band at eye height on one face in ten). Every draw is per image."""
+    import tensorflow as tf
+
+    geometry = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(15 / 360, fill_mode="reflect", seed=seed + 1),
+            layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
+            layers.RandomZoom((-0.12, 0.12), width_factor=(-0.05, 0.2), fill_mode="reflect", seed=seed + 3),
+            layers.RandomPerspective(factor=0.3, scale=0.2, seed=seed + 4),
+            layers.RandomGaussianBlur(factor=0.5, kernel_size=3, sigma=(0.1, 1.2), seed=seed + 5),
+        ],
+        name="camera_geometry",
+    )
+    gen = tf.random.Generator.from_seed(seed + 6)
+
+    def augment(x, training: bool = True):
+        if not training:
+            return x
+        x = geometry(x, training=True)
+        b = tf.shape(x)[0]
+        u = lambda lo, hi: gen.uniform([b, 1, 1, 1], lo, hi)  # noqa: E731  one draw per image
+        # three faces in five get another camera's look; the rest keep FER-2013's own
+        s = tf.cast(gen.uniform([b, 1, 1, 1]) < 0.6, tf.float32)
+        # gamma in [0.5, 2]: washed-out infrared skin, or a dim cabin's crushed shadows
+        x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 1e-4, 1.0), tf.exp(s * u(-0.7, 0.7)))
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        contrast, exposure = 1.0 + s * (u(0.55, 1.35) - 1.0), 1.0 + s * (u(0.6, 1.2) - 1.0)
+        x = (x - mean) * contrast + mean * exposure
+        x = x + gen.normal(tf.shape(x)) * s * u(0.0, 6.0)  # low light: sensor noise up to σ 6 levels
+        # glasses / a hand: a dark band across the eyes (FER-2013 crops: eyes at 30-45 % height)
+        top = gen.uniform([b, 1, 1, 1], 0.25, 0.38)
+        rows = tf.reshape(tf.linspace(0.0, 1.0, tf.shape(x)[1]), [1, -1, 1, 1])
+        band = tf.cast((rows >= top) & (rows <= top + u(0.08, 0.16)), tf.float32)
+        on = tf.cast(gen.uniform([b, 1, 1, 1]) < 0.1, tf.float32)
+        x = x * (1.0 - band * on * u(0.6, 0.9))
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    return augment

@@ -60,7 +60,7 @@ PHASE = "qat"
 class QatConfig:
     data: str
     out: str
-    source: str = "models/emotion_fp16.tflite"  # a float TFLite MobileNetV2 (or in-graph ensemble)
+    source: str = "models/emotion_wild_fp16.tflite"  # a float TFLite MobileNetV2 (or in-graph ensemble)
     members: str = "all"  # comma-separated member names inside source, or "all"
     model_out: str | None = None  # output stem (default <out>/emotion_qat)
     steps: int = 600

@@ -1,9 +1,10 @@
 """Read a MobileNetV2 classifier's weights back out of a float TFLite graph into Keras.
 
-The members' ``.keras`` files are training outputs that the repository does not keep; the
-shipped ``emotion_fp16.tflite`` still holds every member's weights (in float16). A distilled
-student starts far better from a trained member than from ImageNet, so this module rebuilds a
-member as a Keras model: TFLite folded each BatchNorm into its convolution, so the kernel is
+The networks' ``.keras`` files are training outputs that the repository does not keep; a float
+TFLite file still holds their weights (in float16): the shipped ``emotion_wild_fp16.tflite`` its
+one network (member ``""``), an in-graph ensemble every member's (``member0``, ...). A distilled
+student or a fine-tuning run starts far better from a trained network than from ImageNet, so this
+module rebuilds one as a Keras model: TFLite folded each BatchNorm into its convolution, so the kernel is
 the folded kernel, and the BatchNorm becomes the identity plus the folded bias
 (gamma 1, mean 0, variance 1 - epsilon, beta = bias), which computes exactly the same function.
 """

@@ -203,7 +203,7 @@ def train(cfg: TrainConfig) -> Path:
     return best
 
 
-def run_callbacks(out: Path, phase: str, patience: int) -> list:
+def run_callbacks(out: Path, phase: str, patience: int, monitor: str = "val_accuracy") -> list:
     """One phase's callbacks in a run folder: resumable every epoch (``backup_<phase>``), the
     best model by validation accuracy across phases and restarts (``best.keras``), the CSV log,
     early stopping, and ``best.json``. Shared by ``train`` and ``distill``."""
@@ -212,36 +212,40 @@ def run_callbacks(out: Path, phase: str, patience: int) -> list:
     return [
         keras.callbacks.BackupAndRestore(str(out / f"backup_{phase}")),
         keras.callbacks.ModelCheckpoint(
-            str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=_best_so_far(out),
+            str(out / "best.keras"), monitor=monitor, mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(out, monitor),
         ),
         keras.callbacks.CSVLogger(str(out / f"log_{phase}.csv"), append=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
-        _RecordBest(out),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
+        _RecordBest(out, monitor),
     ]
 
 
-def _best_so_far(out: Path) -> float | None:
-    """Best validation accuracy recorded by an earlier (interrupted) run, so a resumed run never
+def _best_so_far(out: Path, monitor: str = "val_accuracy") -> float | None:
+    """Best validation figure recorded by an earlier (interrupted) run, so a resumed run never
     overwrites a better ``best.keras`` with a worse one."""
     f = out / "best.json"
     if f.is_file():
-        return float(json.loads(f.read_text())["val_accuracy"])
+        rec = json.loads(f.read_text())
+        if monitor in rec:
+            return float(rec[monitor])
     return None
 
 
 class _RecordBest:
-    """Keras callback (duck-typed below) writing the best val_accuracy beside best.keras."""
+    """Keras callback (duck-typed below) writing the best monitored figure beside best.keras."""
 
-    def __new__(cls, out: Path):
+    def __new__(cls, out: Path, monitor: str = "val_accuracy"):
         import keras
 
         class RecordBest(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                acc = float((logs or {}).get("val_accuracy", 0.0))
-                prev = _best_so_far(out)
-                if prev is None or acc > prev:
-                    (out / "best.json").write_text(json.dumps({"val_accuracy": acc, "time": time.time()}) + "\n")
+                value = float((logs or {}).get(monitor, 0.0))
+                prev = _best_so_far(out, monitor)
+                if prev is None or value > prev:
+                    rec = {monitor: value, "epoch": epoch + 1, "time": time.time()}
+                    rec.update({k: float(v) for k, v in (logs or {}).items() if k.startswith("val_")})
+                    (out / "best.json").write_text(json.dumps(rec) + "\n")
 
         return RecordBest()
 

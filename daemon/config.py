@@ -22,7 +22,7 @@ from .capture.config import SourceConfig, is_path
 from .configbase import Section, key_path
 from .exitcodes import EX_CONFIG  # noqa: F401 - re-exported for callers that load configs
 from .model.config import ClassifierConfig
-from .model import paths as model_paths
+from .model import lineup, paths as model_paths
 from .publish.mqtt_config import MqttConfig, MqttOutputConfig, PublishConfig
 from .publish.outbox import OutboxConfig
 from .publish.outputs import OutputConfig
@@ -221,8 +221,15 @@ def _missing_files(cfg: Config) -> list[str]:
     need.append(("mqtt.password_file", getattr(cfg.mqtt, "password_file", None)))
     if cfg.updates.enabled:
         need.append(("updates.root", cfg.updates.root))
-    return [f"{key}: file not found: {path}{_installed_hint(path)}" for key, path in need
-            if path is not None and not Path(path).is_file()]
+    return [_not_found(key, Path(path)) for key, path in need if path is not None and not Path(path).is_file()]
+
+
+def _not_found(key: str, path: Path) -> str:
+    """One missing file's line: a model emotiond no longer ships says what replaces it
+    (daemon/model/lineup.py), any other file where it was looked for."""
+    if key == "classifier.model" and (removed := lineup.removed_message(path)):
+        return f"{key}: {removed} (not found: {path})"
+    return f"{key}: file not found: {path}{_installed_hint(path)}"
 
 
 def _installed_hint(path: Path) -> str:

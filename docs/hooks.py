@@ -5,7 +5,8 @@ their models, systemd/README.md installed with the units) are shown from their o
 Generated pages:
   index.md               README.md, its links into docs/ made relative to the site (one front page)
   reference/config.md    every config key: type, default, constraint, title (daemon.config.fields);
-                         a key without a title fails the build
+                         a key without a title fails the build; the removed emotion models and
+                         their replacements (daemon.model.lineup.REMOVED)
   reference/payloads.md  every MQTT / JSON-lines payload from its JSON Schema (daemon.schemas)
   reference/cli.md       the command line from its argparse parser (daemon.cli.build_parser)
 
@@ -148,7 +149,20 @@ def config_reference() -> str:
         default = yaml_default(field)
         out.append(f"| `{_cell(key)}` | {_cell(type_name(field.annotation))} | {default and f'`{_cell(default)}`'} "
                    f"| {_cell(_bounds(field.metadata))} | {_cell(field.title or '')} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + removed_models()) + "\n"
+
+
+def removed_models() -> list[str]:
+    """The emotion models no longer shipped and what to name instead: the table the config check
+    quotes (daemon.model.lineup.REMOVED), so the page and the error cannot disagree."""
+    from daemon.model.lineup import REMOVED, REMOVED_IN
+
+    return ["", "## Removed models", "",
+            f"`classifier.model` naming one of these files, when no file of that name is there, stops `emotiond check`"
+            f" and start-up (exit 78) with the replacement. They were removed in emotiond {REMOVED_IN}"
+            " ([Models](../models/index.md) says why).", "",
+            "| removed | use instead |", "| --- | --- |"] + [f"| `{name}` | {_cell(instead)} |"
+                                                             for name, instead in REMOVED.items()]
 
 
 # ---------------------------------------------------------------- payloads (JSON Schemas)

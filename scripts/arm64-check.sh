@@ -114,12 +114,12 @@ else
 fi
 
 # classifier.precision auto by the emulated CPU's features
-for pair in "cortex-a72 emotion_ferplus_fp16.tflite" "neoverse-n1 emotion_ferplus.tflite"; do
+for pair in "cortex-a72 emotion_wild_fp16.tflite" "neoverse-n1 emotion_wild.tflite"; do
   set -- $pair
   got=$(run_arm "$M" "$1" /bin/sh -c "cd /tmp && python3 -c \"
 from pathlib import Path
 from daemon.model.precision import _host, choose_model
-c = choose_model(Path('/w/emotiond/models/emotion_ferplus.tflite'), 'auto', 'cpu', 'int8')
+c = choose_model(Path('/w/emotiond/models/emotion_wild.tflite'), 'auto', 'cpu', 'int8')
 m, f = _host()
 print(c.path.name, '|', ' '.join(sorted(x for x in f if x in ('asimddp', 'i8mm', 'asimdhp', 'fphp'))) or '-', '|', c.reason or 'int8 is the fast path')
 \"" 2>&1 | tail -1)
@@ -178,7 +178,7 @@ if [ $SHORT = 0 ]; then
     mkdir -p "$D/w/deb" "$D/w/frames" && cp "$deb" "$D/w/deb/" && cp "$M/w/out/frames/frame0000.png" "$D/w/frames/"
     if run_arm "$D" "$CPU" /bin/sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /w/deb/$(basename "$deb")" > "$RUN/apt.log" 2>&1; then
       if out=$(run_arm "$D" "$CPU" /bin/sh -c "cd /tmp && /opt/emotiond/venv/bin/emotiond analyze /w/frames/frame0000.png -c /etc/emotiond/config.yaml --results /tmp/r.csv && /opt/emotiond/venv/bin/emotiond models" 2>&1) \
-         && echo "$out" | grep -q "faces in 1" && echo "$out" | grep -q "emotion_ferplus.tflite"; then
+         && echo "$out" | grep -q "faces in 1" && echo "$out" | grep -q "emotion_wild.tflite"; then
         report ok "arm64 .deb installed with apt (no systemd as PID 1 here) and its venv analyzes a photo with the packaged models"
       else
         echo "$out" | tail -5; report FAIL "the installed arm64 .deb did not run"

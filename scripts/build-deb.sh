@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the Debian package: emotiond_<version>_<arch>.deb in --out (default: dist/).
 #
-#   /opt/emotiond/venv          the daemon's venv (the plain install: no TensorFlow), with the
-#                               default models inside the package (daemon/models)
+#   /opt/emotiond/venv          the daemon's venv (the plain install: no TensorFlow, the updates
+#                               and http extras), with the default models inside the package
+#                               (daemon/models); no pip, setuptools or packages' test suites
 #   /opt/emotiond/README*.md    the documentation the units link to
 #   /lib/systemd/system/        emotiond.service, emotiond@.service
 #   /etc/emotiond/config.yaml   the repository's config.yaml, a dpkg conffile: a copy you
@@ -108,12 +109,40 @@ if [ -z "$WHEEL" ]; then
   WHEEL=$(ls "$STAGE"/wheel/emotiond-*.whl)
 fi
 # No .pyc yet: they would name the staging path; compiled below for the installed one.
-# The updates extra (python-tuf) too: a device turns fleet updates on in its config alone.
-"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${WHEEL}[updates]" >&2
+# The updates (python-tuf) and http (prometheus-client) extras too: a device turns fleet updates
+# and the live page on in its config alone (its venv has no pip to add them later, see below).
+"$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "${WHEEL}[updates,http]" >&2
 "$VENV/bin/python" - <<'EOF' || die "the venv cannot load the daemon and its models"
 from daemon.model.paths import installed_models_dir
 folder = installed_models_dir()
-assert folder is not None and (folder / "emotion_ferplus.tflite").is_file(), folder
+assert folder is not None and (folder / "emotion_wild.tflite").is_file(), folder
+EOF
+
+# --- what a device does not need (flash is small; docs/benchmarks/history.md, ".deb contents") --
+# pip and setuptools install packages: a device never does, the .deb replaces the venv whole.
+"$VENV/bin/python" -m pip uninstall -y -q --disable-pip-version-check setuptools pip >&2
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# Every package's own test suite; NumPy's build tools (f2py, numpy.distutils), which the daemon
+# never imports; LiteRT's ahead-of-time compilers for NPUs (tools/apply_plugin_main, the
+# vendors' compiler plugins, aot/) and its benchmark tool: the daemon runs models on the CPU, a
+# GPU or a delegate library and never compiles them (the vendors' dispatch libraries stay);
+# OpenCV's Haar cascades but the one that detector: haar loads.
+find "$SITE" -mindepth 2 -depth -type d -name tests -exec rm -rf {} +
+rm -rf "$SITE/numpy/f2py" "$SITE/numpy/distutils" "$VENV/bin/f2py" \
+  "$SITE/ai_edge_litert/tools" "$SITE/ai_edge_litert/aot" "$SITE"/ai_edge_litert/vendors/*/compiler \
+  "$VENV/bin/litert-benchmark"
+find "$SITE/cv2/data" -name 'haarcascade_*.xml' ! -name haarcascade_frontalface_default.xml -delete
+"$VENV/bin/python" - <<'EOF' || die "the venv lost something the daemon needs"
+import cv2, numpy
+from ai_edge_litert import compiled_model, interpreter  # noqa: F401 - the GPU path imports it
+from daemon.model.paths import installed_models_dir
+from daemon.model.tflite import TfliteModel
+from daemon.runtime.app import Daemon  # noqa: F401 - every module the daemon imports at start
+from daemon.web import metrics  # noqa: F401 - http.enabled: prometheus-client
+from daemon.vision.detectors.haar import default_cascade_path
+model = TfliteModel(installed_models_dir() / "emotion_ferplus.tflite")
+assert model.predict(numpy.zeros((2, *model._input["shape"][1:]), model._input["dtype"])).shape == (2, len(model.labels))
+assert not cv2.CascadeClassifier(str(default_cascade_path())).empty()
 EOF
 # The venv was made at $VENV; it will live at $PREFIX/venv: every script and pyvenv.cfg that
 # names its path is rewritten (the interpreter link, /usr/bin/python3.X, stays as it is).

@@ -224,8 +224,8 @@ where=$(echo "$listing" | sed -n 's/^models in //p')
 listed() { for m in "$@"; do echo "$listing" | grep -q "^$m " || return 1; done; }
 ok=1
 [[ $where == /opt/emotiond/venv/lib/python3*/site-packages/daemon/models ]] &&
-  listed emotion_ferplus.tflite emotion.tflite eye_state.tflite face_landmark.tflite iris_landmark.tflite &&
-  C journalctl -q -u emotiond.service --no-pager -o cat | grep -qE 'model emotion_ferplus(_fp16)?\.tflite \((int8|float16)\)' && ok=0
+  listed emotion_wild.tflite emotion_wild_fp16.tflite emotion_ferplus.tflite eye_state.tflite face_landmark.tflite iris_landmark.tflite &&
+  C journalctl -q -u emotiond.service --no-pager -o cat | grep -qE 'model emotion_wild(_fp16)?\.tflite \((int8|float16)\)' && ok=0
 check "emotiond models: packaged" $ok "$where: $(echo "$listing" | awk 'NR > 2 { printf "%s%s", sep, $1; sep = ", " }')"
 
 # 2. active only after READY=1

@@ -73,7 +73,7 @@ def test_the_short_arm64_check_passes_under_emulation():
         pytest.skip(res.stdout.strip().splitlines()[-1])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     out = res.stdout
-    assert "precision auto on cortex-a72 (features: -): emotion_ferplus_fp16.tflite" in out
-    assert "precision auto on neoverse-n1 (features: asimddp" in out and "): emotion_ferplus.tflite" in out
+    assert "precision auto on cortex-a72 (features: -): emotion_wild_fp16.tflite" in out
+    assert "precision auto on neoverse-n1 (features: asimddp" in out and "): emotion_wild.tflite" in out
     assert "ok   emotiond check passes on arm64" in out
     assert "FAIL" not in out

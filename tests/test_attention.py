@@ -181,7 +181,7 @@ def test_unknown_pose_is_not_away_but_closures_do_not_count_either(frontal_mesh)
 # -- the daemon's pipeline on real clips --------------------------------------------------------
 
 def pipeline(tmp_path: Path, **overrides) -> Pipeline:
-    data = {"classifier": {"model": str(REPO / "models/emotion.tflite")},
+    data = {"classifier": {"model": str(REPO / "models/emotion_wild.tflite")},
             "eyes": {"model": str(REPO / "models/eye_state.tflite")},
             "head_pose": {"enabled": True, "model": str(FACE_MESH)}, **overrides}
     return Pipeline.from_config(parse_config(data, base_dir=tmp_path))

@@ -73,6 +73,22 @@ def test_flip_average_from_the_manifest_averages_each_face_with_its_mirror(tmp_p
     assert not np.allclose(plain.classify(frame, boxes), expected, atol=1e-4)  # mirroring changes the answer
 
 
+def test_flip_averaging_model_keeps_no_interpreter_it_never_runs(tmp_path, tiny_float_model, frame_and_boxes):
+    """One face with its mirror runs at batch 2: the interpreter built at start is that one, so
+    no batch-1 interpreter (a second packed copy of the weights) is kept unused."""
+    frame, boxes = frame_and_boxes
+    model = copy_model(tiny_float_model, tmp_path)
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**manifest, "flip_average": True}))
+    flipped = TfliteModel(model)
+    assert sorted(flipped._by_batch) == [2]
+    one = flipped.classify(frame, boxes[:1])
+    assert sorted(flipped._by_batch) == [2]
+    np.testing.assert_allclose(one, flipped.classify(frame, boxes)[:1], atol=1e-5)  # the same row in a larger batch
+    assert sorted(flipped._by_batch) == [2, 6]
+    assert sorted(TfliteModel(tiny_float_model)._by_batch) == [1]  # without mirrors, one face is batch 1
+
+
 def test_int8_model_agrees_with_its_float_twin_on_real_faces(tiny_emotion_model, tiny_float_model):
     """Dequantisation is right: the int8 model's probabilities are the float model's, ± a step."""
     q, f = TfliteModel(tiny_emotion_model), TfliteModel(tiny_float_model)

@@ -5,11 +5,15 @@ cannot be read leaves the daemon up, retrying and saying so on ``camera/status``
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 
 from broker import Collector
-from conftest import TALKING_HEAD, shared_file
+from conftest import REPO, TALKING_HEAD, shared_file
+from daemon import __version__
+from daemon.config import ConfigError, parse_config
+from daemon.model.lineup import REMOVED, SHIPPED
 from daemon_helpers import EX_CONFIG, DaemonProcess, check_payload, daemon_config, prefix, run_cli
 
 
@@ -33,7 +37,7 @@ RULE = {"type": "sustained_emotion", "emotion": "angry"}
 INVALID = {
     "unknown key": ({"source": {"urii": "0"}}, ("source", "urii"), "unknown key"),
     "wrong type": ({"classifier": {"threads": "many"}}, ("classifier", "threads"), "integer"),
-    "missing model": ({"classifier": {"model": "/nonexistent/emotion.tflite"}}, ("classifier", "model"), "not found"),
+    "missing model": ({"classifier": {"model": "/nonexistent/mine.tflite"}}, ("classifier", "model"), "not found"),
     "unknown rule type": ({"rules": [{"type": "nap_detector"}]}, ("rules", 0), "nap_detector"),
     "negative duration": ({"rules": [{**RULE, "duration_s": -1}]}, ("rules", 0, "duration_s"), "greater than or equal"),
     "threshold above 1": ({"rules": [{**RULE, "threshold": 1.5}]}, ("rules", 0, "threshold"), "less than or equal"),
@@ -51,7 +55,7 @@ def test_invalid_config_exits_78_naming_the_key(case, tmp_path, emotion_model):
 
 def test_every_problem_is_listed(tmp_path, emotion_model):
     err = run_invalid(tmp_path, emotion_model, source={"urii": "0", "loop": "sometimes"},
-                      classifier={"model": "/nonexistent/emotion.tflite"}, publish={"stats_interval_s": -1})
+                      classifier={"model": "/nonexistent/mine.tflite"}, publish={"stats_interval_s": -1})
     for path in (("source", "urii"), ("source", "loop"), ("publish", "stats_interval_s")):
         assert re.search(key_path(*path) + ": ", err), err
 
@@ -115,3 +119,42 @@ def test_unreadable_source_keeps_the_daemon_up_and_says_camera_offline(uri, brok
         proc.kill()
     assert "Traceback" not in proc.log()
     sub.close()
+
+
+@pytest.mark.parametrize("removed", sorted(REMOVED))
+def test_a_config_naming_a_removed_model_is_refused_with_its_replacement(removed, tmp_path):
+    # the bare name, the models/ path as config.yaml writes it, and a path elsewhere: all missing
+    for named in (removed, f"models/{removed}", f"/nonexistent/{removed}"):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"classifier": {"model": named}}, "<test>", tmp_path)
+        (line,) = [p for p in err.value.problems if p.startswith("classifier.model: ")]
+        assert f"models/{removed} was removed in emotiond {__version__}: use {REMOVED[removed]}" in line
+        instead = re.findall(r"emotion\w*\.tflite", line.split(": use ")[1].split(" (not found")[0])
+        assert instead and set(instead) <= set(SHIPPED), line
+
+
+def test_the_removed_table_points_only_at_shipped_models_int8_at_int8_and_float_at_float():
+    for removed, instead in REMOVED.items():
+        named = re.findall(r"emotion\w*\.tflite", instead)
+        assert named and set(named) <= set(SHIPPED) and removed not in SHIPPED, (removed, instead)
+        assert any(n.endswith("_fp16.tflite") == removed.endswith("_fp16.tflite") for n in named), (removed, instead)
+    assert not any((REPO / "models" / n).exists() for n in REMOVED)
+    assert all((REPO / "models" / n).is_file() for n in SHIPPED)
+
+
+def test_a_users_own_file_of_a_removed_name_still_runs(tmp_path, emotion_model):
+    """The refusal is for a file that is not there: a model the user keeps under an old name wins."""
+    own = tmp_path / "emotion_fast.tflite"
+    shutil.copy(emotion_model, own)
+    shutil.copy(emotion_model.with_suffix(".json"), own.with_suffix(".json"))
+    assert parse_config({"classifier": {"model": "emotion_fast.tflite"}}, "<test>", tmp_path).classifier.model == own
+
+
+def test_emotiond_check_and_run_stop_on_a_removed_model_with_exit_78(tmp_path, emotion_model):
+    cfg = daemon_config(tmp_path, None, "cfg-test", emotion_model, classifier={"model": "models/emotion.tflite"})
+    for command in ("check", "run"):
+        out = run_cli(command, "--config", str(cfg))
+        assert out.returncode == EX_CONFIG, f"{command}: rc {out.returncode}\n{out.stdout}{out.stderr}"
+        said = out.stdout + out.stderr
+        assert (f"classifier.model: models/emotion.tflite was removed in emotiond {__version__}: "
+                "use emotion_wild.tflite (the default) or emotion_ferplus.tflite") in said

@@ -140,7 +140,7 @@ def test_every_config_key_has_a_title():
 
 def test_shipped_config_is_valid_and_names_the_shipped_models():
     cfg = load_config(REPO / "config.yaml")
-    assert cfg.classifier.model == REPO / "models" / "emotion_ferplus.tflite"
+    assert cfg.classifier.model == REPO / "models" / "emotion_wild.tflite"
     assert cfg.eyes.model == REPO / "models" / "eye_state.tflite"
     assert {r.type for r in cfg.rules} >= {"driver_fatigue", "driver_absent"}
 
@@ -148,10 +148,10 @@ def test_shipped_config_is_valid_and_names_the_shipped_models():
 def test_relative_file_sources_are_relative_to_the_config_file(tmp_path):
     from daemon.config import parse_config
 
-    cfg = parse_config({"source": {"uri": "clips/a.mp4"}, "classifier": {"model": str(REPO / "models/emotion.tflite")},
+    cfg = parse_config({"source": {"uri": "clips/a.mp4"}, "classifier": {"model": str(REPO / "models/emotion_wild.tflite")},
                         "eyes": {"enabled": False}}, base_dir=tmp_path)
     assert cfg.source.uri == str(tmp_path / "clips/a.mp4")
     for uri in ("0", "/dev/video2", "rtsp://cam/stream", "/abs/clip.mp4"):
         cfg = parse_config({"source": {"uri": uri}, "eyes": {"enabled": False},
-                            "classifier": {"model": str(REPO / "models/emotion.tflite")}}, base_dir=tmp_path)
+                            "classifier": {"model": str(REPO / "models/emotion_wild.tflite")}}, base_dir=tmp_path)
         assert cfg.source.uri == uri

@@ -1,7 +1,7 @@
 """FER+ votes (issue "Emotions as people see them"): the loader's decisions on a small votes CSV
 made here (ties, unknown, NF, contempt, a file missing from the folder, an image without a row),
 target distributions that sum to 1, the two views of ``converter evaluate`` on a tiny model,
-and the shipped default's manifest."""
+and the manifest of the shipped emotion_ferplus.tflite."""
 
 from __future__ import annotations
 
@@ -113,27 +113,24 @@ def test_evaluate_reports_both_views_on_a_tiny_model(votes_dir, tiny_float_model
     assert (out / f"{tiny_float_model.stem}.ferplus.confusion.png").stat().st_size > 0
 
 
-def test_the_default_model_was_chosen_against_the_ferplus_majority():
-    from daemon.model.config import ClassifierConfig
-
-    default = ClassifierConfig.model_fields["model"].default
-    assert default.name == "emotion_ferplus.tflite"
+def test_emotion_ferplus_was_chosen_against_the_ferplus_majority_at_one_networks_cost():
+    """The shipped alternative (issue 33): the model closest to the FER+ annotators, int8 only,
+    at the default's cost. Its figures are its manifest's; the checks are what they must show."""
     manifest = json.loads((REPO / "models" / "emotion_ferplus.json").read_text())
     fp = manifest["metrics_ferplus"]
     assert fp["split"] == "test" and fp["n"] == 3370 and fp["left_out"]["tie"] == 159
-    assert fp["accuracy"] >= 0.82 and fp["macro_recall"] >= 0.70  # the issue's targets, as the daemon runs it
+    assert fp["accuracy"] >= 0.82 and fp["macro_recall"] >= 0.70  # the FER+ issue's targets, as the daemon runs it
     assert manifest["metrics"]["accuracy"] > 0.5  # the original labels stay reported
     assert set(fp["per_class_recall"]) == set(manifest["labels"])
     assert manifest["flip_average"] is True and manifest["quantization"]["type"] == "int8"
     assert manifest["output_balance"]["tau"] == 0.5  # square-root logit adjustment by the FER+ train prior
-    sibling = json.loads((REPO / "models" / "emotion_ferplus_fp16.json").read_text())
-    assert sibling["metrics_ferplus"]["accuracy"] >= 0.82 and sibling["quantization"]["type"] == "float16"
-    # one network: no more weights than emotion_fast's (one MobileNetV2-96), the ensemble has three
+    assert not (REPO / "models" / "emotion_ferplus_fp16.tflite").exists()  # int8 only
+    # one MobileNetV2-96, like the default: the same weights to hold and run
     size = (REPO / "models" / "emotion_ferplus.tflite").stat().st_size
-    assert size <= 1.05 * (REPO / "models" / "emotion_fast.tflite").stat().st_size
+    assert 0.9 < size / (REPO / "models" / "emotion_wild.tflite").stat().st_size < 1.1
 
 
-def test_the_default_model_reads_real_faces_like_the_people_did():
+def test_emotion_ferplus_reads_real_faces_like_the_people_did():
     """Talking head frames (a woman speaking, mostly neutral to the eye): the FER+ model, run by the
     daemon's classifier on the detected face, says neutral or happy, never a rare class."""
     from conftest import read_frames, shared_file

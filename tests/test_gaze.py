@@ -43,7 +43,7 @@ MINIMAL_RULES = [{"type": "driver_fatigue"}, {"type": "driver_distraction"}]
 
 def minimal_config(tmp_path: Path, gaze: dict | None = None, **extra):
     """The issue's user config: the driver rules and the model paths, nothing else."""
-    return parse_config({"rules": MINIMAL_RULES, "classifier": {"model": str(REPO / "models/emotion.tflite")},
+    return parse_config({"rules": MINIMAL_RULES, "classifier": {"model": str(REPO / "models/emotion_wild.tflite")},
                          "eyes": {"model": str(REPO / "models/eye_state.tflite")},
                          "head_pose": {"model": str(REPO / "models/face_landmark.tflite")},
                          "gaze": {"model": str(REPO / "models/iris_landmark.tflite"), **(gaze or {})}, **extra},

@@ -132,7 +132,7 @@ def test_metrics_parse_and_the_frame_counter_rises(served):
     assert second["emotiond_fps"][0].value > 0
     (info,) = second["emotiond_model_info"]
     # classifier.precision auto: the float sibling on an x86 CPU without VNNI/AMX
-    expected = choose_model(REPO / "models" / "emotion.tflite", "auto", "cpu", "int8").path.name
+    expected = choose_model(REPO / "models" / "emotion_wild.tflite", "auto", "cpu", "int8").path.name
     assert info.labels["delegate"] == "cpu" and info.labels["model"] == expected
     buckets = [s for s in second["emotiond_stage_latency_seconds_bucket"] if s.labels["stage"] == "classify"]
     counts = [s.value for s in buckets]

@@ -5,6 +5,7 @@ model is an error naming the file. (The .deb and a real systemd: tests/test_syst
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,13 @@ from daemon.config import ConfigError, parse_config
 from daemon.model import paths
 from daemon.model.catalog import installed, table
 
-SHIPPED = ("emotion_ferplus.tflite", "emotion_ferplus.json", "emotion_ferplus_fp16.tflite", "emotion.tflite", "emotion.json", "eye_state.tflite", "eye_state.json", "face_landmark.tflite", "iris_landmark.tflite")
+# Issue 33's lineup, written out (not read from daemon.model.lineup) so that a change to what
+# ships is a change to this test too: the default and its float sibling, one alternative.
+SHIPPED = ("emotion_wild.tflite", "emotion_wild.json", "emotion_wild_fp16.tflite", "emotion_wild_fp16.json",
+           "emotion_ferplus.tflite", "emotion_ferplus.json", "eye_state.tflite", "eye_state.json",
+           "face_landmark.tflite", "iris_landmark.tflite")
+REMOVED = ("emotion.tflite", "emotion_fp16.tflite", "emotion_fast.tflite", "emotion_fast_fp16.tflite",
+           "emotion_student.tflite", "emotion_student_fp16.tflite", "emotion_ferplus_fp16.tflite")
 needs_models = pytest.mark.skipif(not all((REPO / "models" / n).is_file() for n in SHIPPED),
                                   reason="the repository's default models are not in models/")
 
@@ -28,22 +35,23 @@ needs_models = pytest.mark.skipif(not all((REPO / "models" / n).is_file() for n 
 @needs_models
 def test_a_checkout_resolves_its_own_models():
     assert paths.installed_models_dir() == REPO / "models"
-    assert paths.packaged_model(Path("models/emotion.tflite")) == REPO / "models/emotion.tflite"
+    assert paths.packaged_model(Path("models/emotion_wild.tflite")) == REPO / "models/emotion_wild.tflite"
+    assert paths.packaged_model(Path("models/emotion.tflite")) is None  # removed (issue 33)
     assert paths.packaged_model(Path("eye_state.tflite")) == REPO / "models/eye_state.tflite"
     assert paths.packaged_model(Path("models/nope.tflite")) is None
-    assert paths.packaged_model(Path("other/emotion.tflite")) is None  # only models/<name>
-    assert paths.packaged_model(Path("models/emotion.json")) is None  # only model files, never e.g. an output
-    assert paths.resolve(Path("emotion.json"), REPO / "nowhere") == REPO / "nowhere/emotion.json"
+    assert paths.packaged_model(Path("other/emotion_wild.tflite")) is None  # only models/<name>
+    assert paths.packaged_model(Path("models/emotion_wild.json")) is None  # only model files, never e.g. an output
+    assert paths.resolve(Path("emotion_wild.json"), REPO / "nowhere") == REPO / "nowhere/emotion_wild.json"
 
 
 @needs_models
 def test_config_paths_beside_the_config_win_and_absent_ones_fall_back(tmp_path):
     cfg = parse_config({}, "<test>", tmp_path)  # nothing in tmp_path: the installed models
-    assert cfg.classifier.model == REPO / "models/emotion_ferplus.tflite"
+    assert cfg.classifier.model == REPO / "models/emotion_wild.tflite"
     assert cfg.eyes.model == REPO / "models/eye_state.tflite"
-    own = tmp_path / "models" / "emotion_ferplus.tflite"
+    own = tmp_path / "models" / "emotion_wild.tflite"
     own.parent.mkdir()
-    own.write_bytes((REPO / "models/emotion_ferplus.tflite").read_bytes())
+    own.write_bytes((REPO / "models/emotion_wild.tflite").read_bytes())
     assert parse_config({}, "<test>", tmp_path).classifier.model == own  # the user's copy wins
     with pytest.raises(ConfigError) as err:
         parse_config({"classifier": {"model": "models/mine.tflite"}}, "<test>", tmp_path)
@@ -55,11 +63,17 @@ def test_config_paths_beside_the_config_win_and_absent_ones_fall_back(tmp_path):
 def test_emotiond_models_lists_task_labels_and_accuracy(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("emotion.tflite"))
-    assert "emotion" in line and "angry,disgust,fear,happy,neutral,sad,surprise" in line and "0.682 (test)" in line
-    line = next(x for x in out.splitlines() if x.startswith("emotion_ferplus.tflite"))
-    assert "0.604 (test)" in line  # emotiond models shows the original-label figure of every model
     info = {m.path.name: m for m in installed(REPO / "models")}
+    assert {n for n in info if n.startswith("emotion")} == {"emotion_wild.tflite", "emotion_wild_fp16.tflite",
+                                                            "emotion_ferplus.tflite"}
+    for name in ("emotion_wild.tflite", "emotion_ferplus.tflite"):
+        # the figures are each manifest's own (the default's are replaced when it is retrained)
+        manifest = json.loads((REPO / "models" / name).with_suffix(".json").read_text())
+        line = next(x for x in out.splitlines() if x.startswith(name + " "))
+        assert "emotion" in line and "angry,disgust,fear,happy,neutral,sad,surprise" in line
+        assert f"{manifest['metrics']['accuracy']:.3f} ({manifest['metrics']['split']})" in line
+        ferplus = manifest.get("metrics_ferplus")  # FER+ majority column: "-" for a manifest without it
+        assert line.split()[-1] == (f"{ferplus['accuracy']:.3f}" if ferplus else "-")
     assert info["eye_state.tflite"].labels == ("closed", "open") and info["eye_state.tflite"].accuracy > 0.9
     assert info["face_landmark.tflite"].task.startswith("face mesh") and info["face_landmark.tflite"].accuracy is None
     assert "file" in table(list(info.values())).splitlines()[0]
@@ -74,8 +88,8 @@ def test_emotiond_models_in_a_folder_without_models(tmp_path, capsys):
 def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch, capsys):
     packaged = tmp_path / "site" / "daemon" / "models"
     packaged.mkdir(parents=True)
-    (packaged / "emotion_ferplus.json").write_bytes((REPO / "models/emotion_ferplus.json").read_bytes())
-    (packaged / "emotion_ferplus.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
+    (packaged / "emotion_wild.json").write_bytes((REPO / "models/emotion_wild.json").read_bytes())
+    (packaged / "emotion_wild.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
     yunet = "face_detection_yunet_2023mar.onnx"  # the default detector's model, installed beside it
     (packaged / yunet).write_bytes((REPO / "models" / yunet).read_bytes())
     monkeypatch.setattr(paths, "installed_models_dir", lambda: packaged)
@@ -87,13 +101,13 @@ def test_missing_or_corrupt_packaged_model_names_the_file(tmp_path, monkeypatch,
     (work / "config.yaml").write_text("eyes: {enabled: false}\nhead_pose: {enabled: false}\n")
     assert main(["analyze", str(image)]) == 78
     err = capsys.readouterr().err
-    assert f"cannot load model {packaged / 'emotion_ferplus.tflite'}" in err
+    assert f"cannot load model {packaged / 'emotion_wild.tflite'}" in err
 
-    (packaged / "emotion_ferplus.tflite").unlink()
+    (packaged / "emotion_wild.tflite").unlink()
     assert main(["analyze", str(image)]) == 78
     err = capsys.readouterr().err
-    assert f"classifier.model: file not found: {work / 'models/emotion_ferplus.tflite'}" in err
-    assert f"nor {packaged / 'emotion_ferplus.tflite'} among the installed models" in err
+    assert f"classifier.model: file not found: {work / 'models/emotion_wild.tflite'}" in err
+    assert f"nor {packaged / 'emotion_wild.tflite'} among the installed models" in err
 
 
 @needs_models
@@ -116,9 +130,11 @@ def test_a_wheel_from_this_checkout_runs_analyze_from_an_empty_folder(tmp_path):
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     for name in SHIPPED:
         assert f"daemon/models/{name}" in names
-    # the float siblings travel with the int8 models (classifier.precision auto); the student stays here
-    assert {"daemon/models/emotion_fp16.tflite", "daemon/models/emotion_fast_fp16.json"} <= names
-    assert "daemon/models/emotion_student.tflite" not in names
+    # only the lineup: the models issue 33 removed are in neither the checkout nor the wheel
+    assert {n for n in names if n.startswith("daemon/models/emotion")} == {f"daemon/models/{n}" for n in SHIPPED
+                                                                            if n.startswith("emotion")}
+    for name in REMOVED:
+        assert not (REPO / "models" / name).exists() and f"daemon/models/{name}" not in names
     for onnx in (REPO / "models").glob("*.onnx"):
         assert f"daemon/models/{onnx.name}" in names
 

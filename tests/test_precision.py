@@ -1,5 +1,7 @@
-"""``classifier.precision: auto``: the float sibling runs where XNNPACK's float kernels beat its
-int8 ones (x86 without VNNI/AMX), the int8 model everywhere else, and the choice is reported."""
+"""``classifier.precision``: with ``auto`` the float sibling runs where XNNPACK's float kernels beat
+its int8 ones (x86 without VNNI/AMX), the int8 model everywhere else or where there is no sibling
+(emotion_ferplus.tflite ships int8 only), and the choice is reported; ``float`` insists on the
+sibling and names it when it is missing."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from daemon.model.precision import Choice, choose_model, cpu_flags, float_is_faster, hwcap_flags
+from daemon.model.precision import Choice, NoFloatSibling, choose_model, cpu_flags, float_is_faster, hwcap_flags
 
 EPYC = ("x86_64", frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}))
 SAPPHIRE_RAPIDS = ("x86_64", frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"}))
@@ -48,18 +50,28 @@ def test_arm_features_come_from_the_kernels_hardware_capabilities():
 
 @pytest.fixture
 def pair(tmp_path) -> Path:
-    """The shipped int8 model and its float sibling, with manifests, in a folder of their own."""
-    for name in ("emotion_fast.tflite", "emotion_fast.json", "emotion_fast_fp16.tflite", "emotion_fast_fp16.json"):
+    """The shipped default (int8) and its float sibling, with manifests, in a folder of their own."""
+    for name in ("emotion_wild.tflite", "emotion_wild.json", "emotion_wild_fp16.tflite", "emotion_wild_fp16.json"):
         if not (REPO / "models" / name).is_file():
             pytest.skip(f"models/{name} not built")
         shutil.copy(REPO / "models" / name, tmp_path / name)
-    return tmp_path / "emotion_fast.tflite"
+    return tmp_path / "emotion_wild.tflite"
+
+
+@pytest.fixture
+def ferplus() -> Path:
+    """The shipped alternative, int8 only: no float sibling beside it (issue 33)."""
+    path = REPO / "models" / "emotion_ferplus.tflite"
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        pytest.skip("models/emotion_ferplus.tflite not built")
+    assert not (REPO / "models" / "emotion_ferplus_fp16.tflite").exists()
+    return path
 
 
 def test_auto_runs_the_float_sibling_on_an_avx2_cpu_and_says_why(pair):
     choice = choose_model(pair, "auto", "cpu", "int8", EPYC)
-    assert choice.path == pair.with_name("emotion_fast_fp16.tflite")
-    assert "emotion_fast_fp16.tflite instead of emotion_fast.tflite" in choice.reason and "AVX2" in choice.reason
+    assert choice.path == pair.with_name("emotion_wild_fp16.tflite")
+    assert "emotion_wild_fp16.tflite instead of emotion_wild.tflite" in choice.reason and "AVX2" in choice.reason
     pi4 = choose_model(pair, "auto", "cpu", "int8", CORTEX_A72)  # a Raspberry Pi 4 likewise
     assert pi4.path == choice.path and "Arm without asimddp/i8mm" in pi4.reason
 
@@ -69,27 +81,65 @@ def test_the_int8_model_runs_where_int8_is_fast_when_asked_for_as_named_or_off_t
         assert choose_model(pair, "auto", "cpu", "int8", host) == Choice(pair)
     assert choose_model(pair, "file", "cpu", "int8", EPYC) == Choice(pair)
     assert choose_model(pair, "auto", "gpu", "int8", EPYC) == Choice(pair)  # the GPU path names its model
-    fp16 = pair.with_name("emotion_fast_fp16.tflite")
+    fp16 = pair.with_name("emotion_wild_fp16.tflite")
     assert choose_model(fp16, "auto", "cpu", "float16", EPYC) == Choice(fp16)
 
 
+def test_float_runs_the_float_sibling_on_any_cpu(pair):
+    fp16 = pair.with_name("emotion_wild_fp16.tflite")
+    for host in (EPYC, SAPPHIRE_RAPIDS, CORTEX_A76):
+        choice = choose_model(pair, "float", "cpu", "int8", host)
+        assert choice.path == fp16 and "precision float" in choice.reason
+    assert choose_model(fp16, "float", "cpu", "float16", SAPPHIRE_RAPIDS) == Choice(fp16)  # already float
+
+
 def test_without_a_float_sibling_the_int8_model_runs_and_the_reason_says_so(pair):
-    pair.with_name("emotion_fast_fp16.json").unlink()  # a sibling without its manifest does not count
+    pair.with_name("emotion_wild_fp16.json").unlink()  # a sibling without its manifest does not count
     choice = choose_model(pair, "auto", "cpu", "int8", EPYC)
-    assert choice.path == pair and "emotion_fast_fp16.tflite is not beside emotion_fast.tflite" in choice.reason
+    assert choice.path == pair and "emotion_wild_fp16.tflite is not beside emotion_wild.tflite" in choice.reason
 
 
-def test_the_classifier_built_from_config_runs_the_choice_and_reports_it(pair, monkeypatch):
+def test_ferplus_has_no_float_sibling_auto_falls_back_to_int8_and_float_is_an_error(ferplus):
+    choice = choose_model(ferplus, "auto", "cpu", "int8", EPYC)
+    assert choice.path == ferplus and "emotion_ferplus_fp16.tflite is not beside emotion_ferplus.tflite: int8 runs" in choice.reason
+    assert choose_model(ferplus, "auto", "cpu", "int8", SAPPHIRE_RAPIDS) == Choice(ferplus)  # int8 is the fast path
+    with pytest.raises(NoFloatSibling) as err:
+        choose_model(ferplus, "float", "cpu", "int8", SAPPHIRE_RAPIDS)
+    assert str(REPO / "models" / "emotion_ferplus_fp16.tflite") in str(err.value)
+
+
+def test_the_classifier_built_from_config_runs_the_choice_and_reports_it(pair, ferplus, monkeypatch, caplog):
     import daemon.model.precision as precision
     from daemon.model.config import ClassifierConfig
-    from daemon.model.tflite import TfliteModel
+    from daemon.model.tflite import ModelError, TfliteModel
 
     monkeypatch.setattr(precision, "_host", lambda: EPYC)
     model = TfliteModel.from_config(ClassifierConfig(model=pair))
     info = model.info()
-    assert info["model"] == "emotion_fast_fp16.tflite" and info["quantization"] == "float16"
-    assert "instead of emotion_fast.tflite" in info["precision_reason"]
+    assert info["model"] == "emotion_wild_fp16.tflite" and info["quantization"] == "float16"
+    assert "instead of emotion_wild.tflite" in info["precision_reason"]
+    with caplog.at_level("DEBUG", logger="daemon.model.tflite"):
+        info = TfliteModel.from_config(ClassifierConfig(model=ferplus)).info()
+    assert info["model"] == "emotion_ferplus.tflite" and info["quantization"] == "int8"
+    assert "emotion_ferplus_fp16.tflite is not beside" in info["precision_reason"]
+    assert "classifier.precision auto: " in caplog.text and "int8 runs" in caplog.text  # the reason is logged
 
     monkeypatch.setattr(precision, "_host", lambda: SAPPHIRE_RAPIDS)
     info = TfliteModel.from_config(ClassifierConfig(model=pair)).info()
-    assert info["model"] == "emotion_fast.tflite" and info["quantization"] == "int8" and "precision_reason" not in info
+    assert info["model"] == "emotion_wild.tflite" and info["quantization"] == "int8" and "precision_reason" not in info
+    info = TfliteModel.from_config(ClassifierConfig(model=pair, precision="float")).info()
+    assert info["model"] == "emotion_wild_fp16.tflite" and info["quantization"] == "float16"
+    with pytest.raises(ModelError, match="emotion_ferplus_fp16.tflite"):
+        TfliteModel.from_config(ClassifierConfig(model=ferplus, precision="float"))
+
+
+def test_emotiond_check_refuses_float_for_a_model_without_a_float_sibling(ferplus, tmp_path, capsys):
+    from daemon.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"classifier: {{model: '{ferplus}', precision: float}}\n"
+                   "eyes: {enabled: false}\nhead_pose: {enabled: false}\nsource: {uri: '/nonexistent.mp4'}\n")
+    assert main(["check", "--config", str(cfg), "--timeout", "0.5"]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("model"))
+    assert "failed" in line and "classifier.precision float" in line and "emotion_ferplus_fp16.tflite" in line

@@ -134,7 +134,7 @@ def test_a_missing_or_non_onnx_detector_model_is_a_clear_error(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"detector": {"type": "yunet", "model": str(not_onnx)},
                                       "source": {"uri": str(shared_file(TALKING_HEAD))},
-                                      "classifier": {"model": str(REPO / "models" / "emotion.tflite")},
+                                      "classifier": {"model": str(REPO / "models" / "emotion_wild.tflite")},
                                       "eyes": {"enabled": False}, "head_pose": {"enabled": False}}))
     res = run_cli("run", "--config", str(config), timeout=60)
     assert res.returncode == 78 and "not an ONNX file" in res.stderr
@@ -150,7 +150,7 @@ def test_bad_zones_stop_with_exit_78_and_the_key_path(tmp_path, polygon, where, 
     raw = yaml.safe_load(RETAIL.read_text())
     raw["zones"]["entrance"]["polygon"] = polygon
     raw["detector"]["model"] = str(YUNET_SHIPPED)
-    raw["classifier"]["model"] = str(REPO / "models" / "emotion_fast.tflite")
+    raw["classifier"]["model"] = str(REPO / "models" / "emotion_wild.tflite")
     config.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as err:
         load_config(config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,26 @@ from update_repo import RepoServer, golden_face, publish
 
 pytestmark = [needs_mosquitto, pytest.mark.slow]
 MODELS = REPO / "models"
-BASE_MODEL = MODELS / "emotion_student.tflite"  # what the config file names
+BASE_MODEL = MODELS / "emotion_wild.tflite"  # what the config file names: the default
 NEW_MODEL = MODELS / "emotion_ferplus.tflite"  # release 1: as fast, another model
-SLOW_MODEL = MODELS / "emotion_fp16.tflite"  # ~5x the inference time of the others
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory) -> Path:
+    """A valid emotion model many times slower than the shipped ones (MobileNetV2 at 224 px in
+    float32, random weights: valid probabilities on the golden face, so only the health window
+    can refuse it). The shipped lineup has no slow model any more (issue 33)."""
+    pytest.importorskip("tensorflow")
+    from converter.convert import to_tflite
+    from converter.model import build_model
+
+    model, _ = build_model("mobilenetv2", 7, 48, 1, 224, 1.0, None, 0.3)
+    path = tmp_path_factory.mktemp("slow") / "emotion_slow.tflite"
+    path.write_bytes(to_tflite(model, "float32"))
+    manifest = json.loads(MODELS.joinpath("emotion_wild_fp16.json").read_text())
+    manifest["quantization"] = {"type": "float32"}
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    return path
 
 
 def broken_model(folder) -> object:
@@ -121,11 +139,12 @@ def test_a_new_model_reaches_the_canary_group_then_the_rest(tmp_path, broker, re
     assert "Traceback" not in canary.log() + rest.log()
 
 
-def test_broken_slow_and_invalid_releases_are_refused_or_rolled_back_and_the_reasons_published(tmp_path, broker, repo):
+def test_broken_slow_and_invalid_releases_are_refused_or_rolled_back_and_the_reasons_published(tmp_path, broker, repo,
+                                                                                                 slow_model):
     r, k, server, golden = repo
     publish(r, k, "rollout", "--group", "default", "--version", "1")
     publish(r, k, "add", "--version", "2", "--model", str(broken_model(tmp_path / "broken")), "--golden", str(golden))
-    publish(r, k, "add", "--version", "3", "--model", str(SLOW_MODEL), "--golden", str(golden))
+    publish(r, k, "add", "--version", "3", "--model", str(slow_model), "--golden", str(golden))
     bad_config = tmp_path / "fragment.yaml"
     bad_config.write_text("classifier:\n  max_rate_hz: 0\n  bogus_key: 1\n")
     publish(r, k, "add", "--version", "4", "--config", str(bad_config))
@@ -164,8 +183,8 @@ def test_broken_slow_and_invalid_releases_are_refused_or_rolled_back_and_the_rea
         assert invalid["reason_code"] == "invalid_config" and "classifier.bogus_key: unknown key" in invalid["reason"]
         assert not (tmp_path / "solo" / "state" / "updates" / "releases" / "4").exists()
 
-        publish(r, k, "add", "--version", "5", "--model", str(MODELS / "emotion_fast.tflite"))
-        for f in (r / "targets" / "releases" / "5").glob("*.emotion_fast.tflite"):  # the server's copy altered
+        publish(r, k, "add", "--version", "5", "--model", str(MODELS / "emotion_wild_fp16.tflite"))
+        for f in (r / "targets" / "releases" / "5").glob("*.emotion_wild_fp16.tflite"):  # the server's copy altered
             f.write_bytes(f.read_bytes()[:-100] + bytes(100))
         publish(r, k, "rollout", "--group", "default", "--version", "5")
         trigger(sub, device)

@@ -81,7 +81,7 @@ def test_without_python_tuf_the_daemon_runs_with_updates_off_and_exits_78_with_t
     root = tmp_path / "root.json"
     root.write_text("{}")
     (tmp_path / "frames").mkdir()
-    cfg = daemon_config(tmp_path, None, "no-tuf", REPO / "models" / "emotion_student.tflite",
+    cfg = daemon_config(tmp_path, None, "no-tuf", REPO / "models" / "emotion_wild.tflite",
                         source={"uri": str(tmp_path / "frames")},
                         updates={"enabled": enabled, "url": "http://127.0.0.1:1", "root": str(root)})
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "no_tuf"))

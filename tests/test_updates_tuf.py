@@ -16,12 +16,12 @@ from update_repo import RepoServer, publish
 
 from daemon.update.client import Client, UpdateRefused  # noqa: E402
 
-MODEL = REPO / "models" / "emotion_student.tflite"
+MODEL = REPO / "models" / "emotion_ferplus.tflite"  # a shipped model that is not the default
 
 
 @pytest.fixture
 def repo(tmp_path):
-    """A repository with release 1 (the student model) for every group, served over HTTP."""
+    """A repository with release 1 (the emotion_ferplus model) for every group, served over HTTP."""
     r, k = tmp_path / "repo", tmp_path / "keys"
     publish(r, k, "init")
     publish(r, k, "add", "--version", "1", "--model", str(MODEL))
@@ -42,14 +42,14 @@ def test_a_release_arrives_verified_with_its_files(tmp_path, repo):
     assert wanted.version == 1 and not wanted.downgrade
     release = c.download_release(1, tmp_path / "rel")
     assert set(release["files"]) >= {"model", "manifest"}
-    got = (tmp_path / "rel" / "emotion_student.tflite").read_bytes()
+    got = (tmp_path / "rel" / "emotion_ferplus.tflite").read_bytes()
     assert got == MODEL.read_bytes()
     assert release["files"]["model"]["sha256"] == hashlib.sha256(got).hexdigest()
     assert c.bytes_fetched > len(got)
     # the trusted metadata stays in the device's state directory
     assert (tmp_path / "dev" / "tuf" / "timestamp.json").is_file()
 
-    publish(r, k, "add", "--version", "2", "--model", str(REPO / "models" / "emotion_fast.tflite"))
+    publish(r, k, "add", "--version", "2", "--model", str(REPO / "models" / "emotion_wild.tflite"))
     publish(r, k, "rollout", "--group", "canary", "--version", "2")
     assert c.wanted("canary", tmp_path / "scratch").version == 2
     assert c.wanted("other", tmp_path / "scratch").version == 1
@@ -57,7 +57,7 @@ def test_a_release_arrives_verified_with_its_files(tmp_path, repo):
 
 def test_a_tampered_model_is_refused(tmp_path, repo):
     r, _k, server = repo
-    for f in (r / "targets" / "releases" / "1").glob("*.emotion_student.tflite"):
+    for f in (r / "targets" / "releases" / "1").glob("*.emotion_ferplus.tflite"):
         data = bytearray(f.read_bytes())
         data[1000] ^= 0xFF
         f.write_bytes(bytes(data))
@@ -66,13 +66,13 @@ def test_a_tampered_model_is_refused(tmp_path, repo):
     with pytest.raises(UpdateRefused) as e:
         c.download_release(1, tmp_path / "rel")
     assert e.value.reason == "tampered"
-    assert not (tmp_path / "rel" / "emotion_student.tflite").exists()
+    assert not (tmp_path / "rel" / "emotion_ferplus.tflite").exists()
 
 
 def test_a_replayed_older_timestamp_is_refused(tmp_path, repo):
     r, k, server = repo
     old = (r / "metadata" / "timestamp.json").read_bytes()
-    publish(r, k, "add", "--version", "2", "--model", str(REPO / "models" / "emotion_fast.tflite"))
+    publish(r, k, "add", "--version", "2", "--model", str(REPO / "models" / "emotion_wild.tflite"))
     c = client(tmp_path, server, r)
     c.refresh(tmp_path / "s")  # the device has seen the newer repository
     (r / "metadata" / "timestamp.json").write_bytes(old)  # a mirror replays the old one

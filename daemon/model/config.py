@@ -12,9 +12,12 @@ from ..configbase import Section
 
 
 class ClassifierConfig(Section):
-    model: Path = Field(Path("models/emotion_ferplus.tflite"), title="emotion model (.tflite); its manifest is the .json beside it")
-    precision: Literal["auto", "file"] = Field(
-        "auto", title='"auto": on x86 CPUs without VNNI/AMX, where float is faster than int8, run the float model <stem>_fp16.tflite beside an int8 model (daemon/model/precision.py); "file": the model as named'
+    model: Path = Field(Path("models/emotion_wild.tflite"),
+                        title="emotion model (.tflite); its manifest is the .json beside it. Shipped: emotion_wild.tflite "
+                              "(the default), emotion_ferplus.tflite (int8 only; README's models table); a removed model's "
+                              "name is refused with its replacement")
+    precision: Literal["auto", "file", "float"] = Field(
+        "auto", title='"auto": where float is faster than int8 (x86 CPUs without VNNI/AMX, Arm without dot products), run the float model <stem>_fp16.tflite beside an int8 model, else the int8 one, with the reason in the log (daemon/model/precision.py); "file": the model as named; "float": always the float sibling, an error when it is not there'
     )
     threads: int = Field(1, ge=1, title="interpreter threads (1 leaves the other core to capture and detection)")
     delegate: str = Field("cpu", title='"cpu"; "gpu": LiteRT\'s GPU accelerator (WebGPU, over Vulkan on Linux; use the float16 model); or the path of a vendor delegate library (.so)')

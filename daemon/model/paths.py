@@ -1,10 +1,10 @@
 """Where model files are found: next to the config, else the models installed with the package.
 
-A config names models by relative paths like ``models/emotion.tflite`` (the built-in defaults
+A config names models by relative paths like ``models/emotion_wild.tflite`` (the built-in defaults
 do too). Such a path is first taken relative to the config file's folder, as every path is;
 when nothing is there, the same file name is looked up in the models that came with the
 package, so ``emotiond analyze face.jpg`` works from any folder after ``pip install`` and an
-``/etc/emotiond/config.yaml`` that says ``models/emotion.tflite`` finds the packaged one:
+``/etc/emotiond/config.yaml`` that says ``models/emotion_wild.tflite`` finds the packaged one:
 
 1. ``<site-packages>/daemon/models/``: the wheel (and the .deb's venv) carry the default
    models there (``setup.py`` copies them from the repository's ``models/`` at build time);
@@ -39,8 +39,8 @@ def installed_models_dir() -> Path | None:
 
 
 def packaged_model(relative: Path) -> Path | None:
-    """The installed model that a relative config path such as ``models/emotion.tflite`` (or a
-    bare ``emotion.tflite``) stands for, when it exists."""
+    """The installed model that a relative config path such as ``models/emotion_wild.tflite`` (or a
+    bare ``emotion_wild.tflite``) stands for, when it exists."""
     parts = relative.parts
     if relative.is_absolute() or not parts or relative.suffix not in MODEL_SUFFIXES:
         return None

@@ -19,7 +19,10 @@ MobileNetV2-96 3.08 ms in float against 3.79 ms in int8, and the three-network e
 against 11.0 ms (`bench/precision.py`). The float model is also the one the figures were measured on (int8
 changes the class of about 5 % of faces). So with ``classifier.precision: auto`` (the default) an
 int8 model is swapped for its float sibling ``<stem>_fp16.tflite`` (float16 weights, float32
-arithmetic on the CPU) on such CPUs, when that file and its manifest are there.
+arithmetic on the CPU) on such CPUs, when that file and its manifest are there; where they are
+not (``emotion_ferplus.tflite`` ships int8 only) the int8 file runs and the reason says why.
+``precision: float`` asks for the sibling on every CPU and is an error when it is missing;
+``precision: file`` runs the file as named.
 
 Pure Python: reads ``/proc/cpuinfo`` once (and ``getauxval`` through ctypes on Arm); no new
 dependency. The arm64 check (``scripts/arm64-check.sh``) shows the choice on emulated CPUs of
@@ -108,17 +111,43 @@ def float_is_faster(machine: str, flags: set[str] | frozenset[str]) -> tuple[boo
     return False, "x86 without AVX2/FMA: int8 is the fast path"
 
 
+class NoFloatSibling(ValueError):
+    """``classifier.precision: float`` for an int8 model that has no float sibling beside it."""
+
+
+def float_sibling(model: Path) -> Path:
+    """The float model made from the same weights as the int8 ``model``: ``<stem>_fp16.tflite``
+    in the same folder (it may not exist: ``emotion_ferplus.tflite`` ships int8 only)."""
+    return model.with_name(model.stem + FLOAT_SUFFIX + model.suffix)
+
+
+def _has_sibling(sibling: Path) -> bool:
+    return sibling.is_file() and sibling.with_suffix(".json").is_file()  # the manifest makes it runnable
+
+
 def choose_model(model: Path, precision: str, delegate: str, quantization: str,
                  host: tuple[str, frozenset[str]] | None = None) -> Choice:
     """The file ``classifier.precision`` runs for the configured ``model`` (whose manifest
-    says ``quantization``)."""
+    says ``quantization``): "auto" picks by the CPU and falls back to the int8 file, with the
+    reason, when it has no float sibling; "float" insists on float and raises NoFloatSibling,
+    naming the missing file, rather than run int8 that was not asked for."""
+    if precision == "float":
+        if quantization != "int8":  # already a float model
+            return Choice(model)
+        sibling = float_sibling(model)
+        if not _has_sibling(sibling):
+            raise NoFloatSibling(
+                f"classifier.precision float: {model.name} is int8 and its float sibling {sibling} "
+                f"(with {sibling.with_suffix('.json').name}) is not there; use precision auto or file "
+                f"to run {model.name}, or a model that ships a float sibling")
+        return Choice(sibling, f"{sibling.name} instead of {model.name}: precision float")
     if precision != "auto" or delegate != "cpu" or quantization != "int8":
         return Choice(model)
     machine, flags = host if host is not None else _host()
     faster, why = float_is_faster(machine, flags)
     if not faster:
         return Choice(model)
-    sibling = model.with_name(model.stem + FLOAT_SUFFIX + model.suffix)
-    if not (sibling.is_file() and sibling.with_suffix(".json").is_file()):
+    sibling = float_sibling(model)
+    if not _has_sibling(sibling):
         return Choice(model, f"{why}, but {sibling.name} is not beside {model.name}: int8 runs")
     return Choice(sibling, f"{sibling.name} instead of {model.name}: {why}")

@@ -190,6 +190,10 @@ class TfliteModel:
         self._delegate_library: str | None = None
         self._gpu: GpuRunner | None = None
         self.precision_reason: str | None = None  # why from_config chose this file over the configured one
+        # The first interpreter is allocated at the batch one face runs at (a face and its mirror
+        # when the manifest asks for flip averaging): every interpreter packs its own copy of the
+        # weights (XNNPACK), so one built at batch 1 and never run would cost that copy for nothing.
+        self._first_rows = 2 if manifest.flip_average else 1
         first = self._build_with_delegate(delegate, fallback)
         self._input = first.get_input_details()[0]
         self._output = first.get_output_details()[0]
@@ -213,6 +217,9 @@ class TfliteModel:
             interp = self._lite.Interpreter(
                 model_content=self._content, num_threads=self.threads, experimental_delegates=delegates
             )
+            inp = interp.get_input_details()[0]
+            if self._first_rows != inp["shape"][0] and inp.get("shape_signature", inp["shape"])[0] == -1:
+                interp.resize_tensor_input(inp["index"], [self._first_rows, *inp["shape"][1:]], strict=False)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {self.path}: {exc}") from None
@@ -325,16 +332,19 @@ class TfliteModel:
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":
         """The emotion classifier of a ``classifier:`` section: the one place it is built (the
         pipeline and ``emotiond check`` both call this)."""
-        from .precision import choose_model
+        from .precision import NoFloatSibling, choose_model
 
         model = Path(cfg.model)
         try:
             quantization = load_manifest(model).quantization.type
         except ManifestError as exc:
             raise ModelError(str(exc)) from None
-        choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
+        try:
+            choice = choose_model(model, cfg.precision, cfg.delegate, quantization)
+        except NoFloatSibling as exc:
+            raise ModelError(str(exc)) from None
         if choice.reason:  # the daemon logs it at start-up (with the model line); analyze stays quiet
-            log.debug("classifier.precision auto: %s", choice.reason)
+            log.debug("classifier.precision %s: %s", cfg.precision, choice.reason)
         built = cls(choice.path, threads=cfg.threads, delegate=cfg.delegate, fallback=cfg.fallback)
         built.precision_reason = choice.reason
         return built

@@ -388,7 +388,7 @@ class Daemon:
                  cfg.source.uri, info["model"], info["quantization"], info["delegate"],
                  ", ".join(p.name for p in self.publisher.publishers))
         if info.get("precision_reason"):
-            log.info("classifier.precision auto: %s", info["precision_reason"])
+            log.info("classifier.precision %s: %s", cfg.classifier.precision, info["precision_reason"])
         systemd.notify("READY=1")
         wd = systemd.watchdog_interval()
         was_healthy = True
