@@ -75,22 +75,13 @@ class RafPeer:
         from converter.peer_teacher import PeerTeacher
 
         self.t = PeerTeacher(RAF_ONNX, YUNET)
-        self.fallback: np.ndarray | None = None
 
     def face(self, grey: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
-        import cv2
-
-        from converter.peer_teacher import TEMPLATE_112
-
         if points is None:
             points = self.t.landmarks(grey)
         if points is None:  # no landmarks: where YuNet puts them on an average centred face
-            points = self.fallback if self.fallback is not None else np.array(
-                [[0.29, 0.39], [0.68, 0.39], [0.49, 0.6], [0.34, 0.76], [0.65, 0.76]], np.float32) * grey.shape[1]
-        m, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), TEMPLATE_112, method=cv2.LMEDS)
-        img = cv2.warpAffine(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), m, (112, 112))
-        self.t.net.setInput(cv2.dnn.blobFromImage(img, 1 / 127.5, (112, 112), (127.5,) * 3, swapRB=True))
-        return self.t.net.forward()[0].copy()
+            points = np.array([[0.29, 0.39], [0.68, 0.39], [0.49, 0.6], [0.34, 0.76], [0.65, 0.76]], np.float32) * grey.shape[1]
+        return self.t.probs(grey, points, mirror=False)
 
 
 def sets() -> dict:

@@ -68,7 +68,9 @@ def tf_child(port: int, topic: str) -> None:
         time.sleep(1 / 25)
 
 
-def measure(start, broker, topic: str, run_s: float) -> tuple[float, float]:
+def measure(start, broker, topic: str, run_s: float | None, timeout: float = 120.0) -> tuple[float, float]:
+    """Start-up time (to the first state) and peak RSS: after ``run_s`` seconds of running, or,
+    with ``run_s`` None, of the whole run of a process that ends by itself (the demo's clip)."""
     sub = Subscriber(broker, [topic])
     t0 = time.time()
     proc = start()
@@ -76,13 +78,24 @@ def measure(start, broker, topic: str, run_s: float) -> tuple[float, float]:
         got = sub.first(topic, 60.0)
         if got is None:
             raise SystemExit(f"no state on {topic} within 60 s: {proc.stderr.read().decode()[-2000:]}")
-        first = got[0] - t0
-        time.sleep(run_s)
-        rss = peak_rss_mb(proc.pid)
+        if run_s is not None:
+            time.sleep(run_s)
+            return got[0] - t0, peak_rss_mb(proc.pid)
+        deadline = time.monotonic() + timeout
+        while True:  # wait4, not wait: the kernel's peak RSS of the finished process comes with it
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the run did not finish within {timeout:g} s")
+            time.sleep(0.2)
+        if proc.returncode != 0:
+            raise SystemExit(f"the run exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        return got[0] - t0, usage.ru_maxrss / 1024.0  # Linux: kB
     finally:
         stop(proc)
         sub.close()
-    return first, rss
 
 
 DEMO_CLIP = REPO / "build" / "demo" / "astronaut.mp4"
@@ -101,32 +114,6 @@ def demo_config(folder: Path, broker, device: str) -> Path:
     path = folder / f"{device}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def measure_to_end(start, broker, topic: str, timeout: float = 120.0) -> tuple[float, float]:
-    """Start-up time and the peak RSS of a whole run that ends by itself (the demo's clip)."""
-    sub = Subscriber(broker, [topic])
-    t0 = time.time()
-    proc = start()
-    try:
-        got = sub.first(topic, 60.0)
-        if got is None:
-            raise SystemExit(f"no state on {topic} within 60 s: {proc.stderr.read().decode()[-2000:]}")
-        deadline = time.monotonic() + timeout
-        while True:  # wait4, not wait: the kernel's peak RSS of the finished process comes with it
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the demo did not finish within {timeout:g} s")
-            time.sleep(0.2)
-        if proc.returncode != 0:
-            raise SystemExit(f"the demo exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-    finally:
-        stop(proc)
-        sub.close()
-    return got[0] - t0, usage.ru_maxrss / 1024.0  # Linux: kB
 
 
 def main() -> None:
@@ -156,7 +143,7 @@ def main() -> None:
                     measure(lambda: start_daemon(cfg), broker, f"emotiond/{device}/state", args.run_s))
                 demo = demo_config(folder, broker, f"demo{i}")
                 results["emotiond run, demo (whole clip)"].append(
-                    measure_to_end(lambda: start_daemon(demo), broker, f"emotiond/demo{i}/state"))
+                    measure(lambda: start_daemon(demo), broker, f"emotiond/demo{i}/state", None))
                 topic = f"tfscript/{i}/state"
                 results["tensorflow script"].append(measure(
                     lambda: subprocess.Popen([sys.executable, __file__, "--tf-child", str(broker.port), topic],

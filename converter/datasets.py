@@ -14,6 +14,7 @@ training pipeline streams them through ``tf.data``; evaluation iterates them in 
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,23 @@ def load_csv_split(csv_path: str | Path, split: str) -> Split:
     if not rows:
         raise DatasetError(f"{path}: no rows with Usage={usage}")
     return Split(split, FER_LABELS, np.asarray(ys, dtype=np.int32), pixels=np.stack(rows))
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def images_key(split: Split) -> str:
+    """What a cache of per-image outputs is keyed by: the images by split/class/file name (not by
+    the data folder's spelling, so ``../shared/data`` and its absolute form share a cache) and
+    their labels, or the pixels for the CSV."""
+    h = hashlib.sha256()
+    if split.paths is not None:
+        h.update("\n".join("/".join(Path(p).parts[-3:]) for p in split.paths).encode())
+    else:
+        h.update(split.pixels.tobytes())
+    h.update(split.y.tobytes())
+    return h.hexdigest()
 
 
 def load_split(data: str | Path, split: str, labels: list[str] | None = None) -> Split:

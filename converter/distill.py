@@ -19,7 +19,6 @@ where it stopped when started again with the same ``--out``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Split, tf_dataset
+from .datasets import Split, file_sha256, images_key, tf_dataset
 from .train import NORMALIZE, _best_so_far, _schedule, _verbose, plot_curves, run_callbacks, start_run
 
 PHASE = "distill"
@@ -80,17 +79,6 @@ class DistillConfig:
     hard_labels: str = "majority"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _images_key(split: Split) -> str:
-    h = hashlib.sha256()
-    h.update("\n".join(split.paths).encode() if split.paths is not None else split.pixels.tobytes())
-    h.update(split.y.tobytes())
-    return h.hexdigest()
-
-
 def _teacher_predict(teacher: Path, batch: int):
     """A function: normalised (N, H, W, 1) float32 faces → teacher probabilities (N, C)."""
     if teacher.suffix == ".keras":
@@ -127,7 +115,7 @@ def teacher_targets(cfg: DistillConfig, split: Split, out: Path) -> np.ndarray:
     teacher = Path(cfg.teacher)
     if not teacher.is_file():
         raise FileNotFoundError(f"teacher model not found: {teacher}")
-    key = {"teacher_sha256": _sha256(teacher), "images": _images_key(split), "input_size": cfg.input_size}
+    key = {"teacher_sha256": file_sha256(teacher), "images": images_key(split), "input_size": cfg.input_size}
     cache = out / f"teacher_{split.name}.npz"
     if cache.is_file():
         with np.load(cache) as z:

@@ -20,7 +20,6 @@ The peer runs in ``cv2.dnn`` one face at a time (its int8 graph does not take a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .datasets import Split
+from .datasets import Split, file_sha256, images_key
 
 # ArcFace's 112×112 five-point template (eye centres, nose tip, mouth corners)
 TEMPLATE_112 = np.array(
@@ -60,32 +59,19 @@ class PeerTeacher:
         best = faces[int(np.argmax(faces[:, -1]))]
         return best[4:14].reshape(5, 2) / UPSCALE
 
-    def probs(self, grey: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Flip-averaged probabilities (7,) of one face aligned by ``points``."""
+    def probs(self, grey: np.ndarray, points: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """Probabilities (7,) of one face aligned by ``points``, averaged with its mirror image's
+        unless ``mirror`` is False (the peer as its authors run it)."""
         m, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), TEMPLATE_112, method=cv2.LMEDS)
         face = cv2.warpAffine(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), m, (112, 112))
+        views = (face, np.ascontiguousarray(face[:, ::-1])) if mirror else (face,)
         out = np.zeros(7, np.float64)
-        for img in (face, np.ascontiguousarray(face[:, ::-1])):
+        for img in views:
             self.net.setInput(cv2.dnn.blobFromImage(img, 1 / 127.5, (112, 112), (127.5,) * 3, swapRB=True))
             z = self.net.forward()[0].astype(np.float64)
             e = np.exp(z - z.max())
             out += e / e.sum()
-        return (out / 2).astype(np.float32)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _images_key(split: Split) -> str:
-    """The images by split/class/file name (not by the data folder's path, so ``../shared/data``
-    and its absolute form share a cache), or by their pixels for the CSV."""
-    h = hashlib.sha256()
-    if split.paths is not None:
-        h.update("\n".join("/".join(Path(p).parts[-3:]) for p in split.paths).encode())
-    else:
-        h.update(split.pixels.tobytes())
-    return h.hexdigest()
+        return (out / len(views)).astype(np.float32)
 
 
 def peer_targets(split: Split, peer: str | Path, yunet: str | Path, cache: Path) -> np.ndarray:
@@ -93,7 +79,7 @@ def peer_targets(split: Split, peer: str | Path, yunet: str | Path, cache: Path)
     label order, from ``cache`` when it was made by the same peer on the same images."""
     if split.labels != PEER_LABELS:
         raise ValueError(f"the peer's classes are {PEER_LABELS}, the split's {split.labels}")
-    key = {"peer_sha256": _sha256(Path(peer)), "images": _images_key(split)}
+    key = {"peer_sha256": file_sha256(peer), "images": images_key(split)}
     if cache.is_file():
         with np.load(cache) as z:
             if json.loads(str(z["key"])) == key:
