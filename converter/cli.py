@@ -1,4 +1,4 @@
-"""``python -m converter {counts,train,distill,qat,eyes,evaluate,ensemble,convert}``: the model toolchain's commands."""
+"""``python -m converter {counts,train,distill,qat,eyes,choose,evaluate,ensemble,convert}``: the model toolchain's commands."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_eyes_parser(sub)
 
+    from .choose import add_parser as add_choose_parser
+
+    add_choose_parser(sub)
+
     p = sub.add_parser("evaluate", help="evaluate a .keras or .tflite model on a split")
     p.add_argument("model")
     p.add_argument("--data", required=True)
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from daemon.model.manifest import ManifestError
 
+    from .choose import ChooseError
     from .datasets import DatasetError
     from .ensemble import EnsembleError
     from .tflite_weights import TfliteWeightsError
@@ -141,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import evaluate_cli
 
             return evaluate_cli(args)
+        if args.cmd == "choose":
+            from .choose import choose_cli
+
+            return choose_cli(args)
         if args.cmd == "ensemble":
             from .ensemble import ensemble_cli
 
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             from .convert import convert_cli
 
             return convert_cli(args)
-    except (DatasetError, ManifestError, EnsembleError, TfliteWeightsError, FileNotFoundError) as exc:
+    except (ChooseError, DatasetError, ManifestError, EnsembleError, TfliteWeightsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1
