@@ -16,9 +16,8 @@ FaceMesh gives); by 30°: 61.8 / 64.9 %, 76.6 / 76.6 %; upright: 80.3 %, untouch
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Sequence
 
 import cv2
 import numpy as np
