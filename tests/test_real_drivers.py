@@ -168,6 +168,24 @@ def test_lowered_lids_with_the_head_35_degrees_down_after_2_s_without_a_face_are
     assert d.starts("driver_fatigue") == []
 
 
+def test_lowered_lids_inside_a_look_away_do_not_restart_it(talking_obs):
+    """She looks ahead (calibration), then 40 degrees aside for 1.6 s, lowers her lids for 0.4 s
+    with the head still aside and a little down (her real lowered lids, frames 40-50: an
+    ambiguous closure near the road pitch), and goes on looking aside: one look away of 3.4 s,
+    a distraction 3 s after it began (the car clip's phone look, 13.17-13.33 s). The same lids
+    with her head back on the road do end it: no distraction."""
+    ahead = at(talking_obs, 180 / 25, 221 / 25, 25)
+    aside = [with_pose(f, yaw=40.0) for f in ahead]
+    lowered = [with_pose(f, yaw=40.0, pitch=-12.0) for f in at(talking_obs, 40 / 25, 50 / 25, 25)]
+    d = Drive(25).hold(6.0, ahead).hold(1.6, aside).play(lowered).hold(1.4, aside).hold(2.0, ahead)
+    ((t, level),) = d.starts("driver_distraction")
+    assert level == "distracted" and 2.9 <= t - 6.0 <= 3.2
+    assert d.starts("driver_fatigue") == []
+    back = at(talking_obs, 40 / 25, 50 / 25, 25)
+    d = Drive(25).hold(6.0, ahead).hold(1.6, aside).play(back).hold(1.4, aside).hold(2.0, ahead)
+    assert d.starts("driver_distraction") == []
+
+
 def test_a_yawn_that_squeezes_the_eyes_shut_is_not_a_microsleep(shut_obs, yawn_obs):
     """The yawn clip's real mouth (wide open ~frames 66-93), with the eyes squeezed shut for 1.5 s
     inside it (real shut eyes from the desk clip): a yawn is counted, no microsleep."""

@@ -322,11 +322,12 @@ class TfliteModel:
         interp.invoke()
         return _dequantize(interp.get_tensor(self._output["index"])[:n], self._output)
 
-    def classify(self, frame: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """Every face of a frame in one batch → (N, classes) probabilities in ``self.labels`` order."""
+    def classify(self, frame: np.ndarray, boxes: Sequence[Box], rolls: Sequence[float | None] | None = None) -> np.ndarray:
+        """Every face of a frame in one batch → (N, classes) probabilities in ``self.labels`` order;
+        ``rolls`` (degrees, one per box, or None) turns tilted faces upright (``Preprocessor.prepare``)."""
         if not self.flip_average:
-            return self.predict(self.preprocessor.prepare(frame, boxes))
-        return mean_of_mirrors(self.predict(self.preprocessor.prepare(frame, boxes, mirror=True)))
+            return self.predict(self.preprocessor.prepare(frame, boxes, rolls=rolls))
+        return mean_of_mirrors(self.predict(self.preprocessor.prepare(frame, boxes, mirror=True, rolls=rolls)))
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":

@@ -17,7 +17,8 @@ Where the driver looks is ``rules/head.py``'s: gaze (head pose plus the eyes, fr
 where it is readable, else head pose; lowered lids with the head pitched down more than
 ``head.look_down_deg`` are a look down. A closure (``rules/eyes.py``) is not a look away (a driver
 dozing off drops the head with the eyes shut: that is ``driver_fatigue``'s sleep, never a
-distraction).
+distraction). Lowered lids (not shut) in the middle of a look away, the head still out of the
+road zone, continue the look away: an ambiguous closure silences neither rule.
 
 A look away is one stretch, as the eyes make it, not as single frames read it:
 
@@ -108,6 +109,14 @@ class DriverDistraction(Rule):
         t = obs.t
         reading = self.head.update(obs)
         if reading is not None and reading.eyes is not None and reading.eyes.closed:
+            if reading.eyes.state == "lowered" and self._was_away_t is not None and reading.zone != "road":
+                # Lowered lids, not shut, in the middle of a look away: an ambiguous closure, and
+                # "an ambiguity silences neither" (rules/eyes.py). A driver reading a phone in his
+                # lap lowers his lids while his head is still turning down: ending the look away
+                # there restarted a 2.9 s look from zero on the car clip (13.17-13.33 s).
+                self.zone = reading.zone
+                self._was_away_t, self._road_since = t, None
+                return True
             # a closure (shut lids; lowered lids near the road pitch; a doze whose head sank):
             # driver_fatigue's, never a look away (and no hold)
             self._was_away_t = self._road_since = None

@@ -11,7 +11,8 @@ See bench/RESULTS.md for the profiles behind this.
 Classification is bounded per frame whatever the number of faces (``schedule``): each face at
 most ``classifier.max_rate_hz`` times a second, round-robin, and at most
 ``pipeline.classify_per_frame`` faces a frame; faces too small or too blurred to read are
-tracked and published without an emotion, and counted.
+tracked and published without an emotion, and counted. A face tilted by 8° or more is turned
+upright by its track's eye points before it is classified (``classifier.upright``).
 
 The primary face (a driver) is followed by its own landmarks (``tracker.follow_landmarks``), as
 MediaPipe's face pipeline does: the FaceMesh that the head_pose signal reads on frame N gives the
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 
 from ..model.config import ClassifierConfig
+from ..model.preprocess import eye_roll
 from ..model.tflite import TfliteModel
 from ..stats import PipelineStats
 from ..types import Box, Detection, FaceState, Frame, Observation
@@ -127,6 +129,7 @@ class Pipeline:
         self.tracker = Tracker(tracker, zones)
         self.model = TfliteModel.from_config(classifier)
         self.labels: tuple[str, ...] = tuple(self.model.labels)
+        self.upright = classifier.upright
         self._schedule_args = (classifier.max_rate_hz, options.classify_per_frame)
         self.schedule = ClassifySchedule(*self._schedule_args)
         self.signals = build_signals(signals, threads=classifier.threads)
@@ -319,7 +322,8 @@ class Pipeline:
             due = self.schedule.due(self._readable_tracks(frame.image, tracks), frame.t_capture, alive, busy)
             if due:
                 t0 = self._enter("classify")
-                probs = self.model.classify(frame.image, [tr.box for tr in due])
+                rolls = [eye_roll(tr.landmarks) for tr in due] if self.upright else None
+                probs = self.model.classify(frame.image, [tr.box for tr in due], rolls)
                 self._leave("classify", t0)
                 for tr, p in zip(due, probs):
                     self.tracker.smooth(tr, p)
