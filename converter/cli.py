@@ -1,4 +1,4 @@
-"""``python -m converter {counts,train,distill,qat,eyes,choose,evaluate,ensemble,convert}``: the model toolchain's commands."""
+"""``python -m converter {counts,train,distill,qat,eyes,eye-data,choose,evaluate,ensemble,convert}``: the model toolchain's commands."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     from .eyes import add_parser as add_eyes_parser
 
     add_eyes_parser(sub)
+    from .eye_data import add_parser as add_eye_data_parser
+
+    add_eye_data_parser(sub)
 
     from .choose import add_parser as add_choose_parser
 
@@ -137,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"int8 model: {qat(QatConfig(**{k: v for k, v in vars(args).items() if k != 'cmd'}))}")
             return 0
+        if args.cmd == "eye-data":
+            from .eye_data import run as run_eye_data
+
+            return run_eye_data(args)
         if args.cmd == "eyes":
             from .eyes import EyesTrainConfig, train_eyes
 

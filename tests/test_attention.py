@@ -171,10 +171,15 @@ def test_calibration_learns_an_off_axis_camera_and_a_glance_cannot_move_it():
     assert not tracker.calibrated and tracker.neutral == pytest.approx([0.0, 0.0])
 
 
-def test_unknown_pose_is_not_away_but_closures_do_not_count_either(frontal_mesh):
+def test_unknown_pose_is_not_away_but_a_sure_closure_still_counts(frontal_mesh):
+    """Without a pose nothing is a look away; eyes the model is sure are closed (0.95) are a
+    closure all the same (a dozing dashcam driver whose mesh fits poorly), an unsure reading is not."""
     unreadable = dict(pose_value(frontal_mesh), confidence=0.1)
     d = Drive([{"type": "driver_fatigue"}, {"type": "driver_distraction"}])
     d.hold(20, driver(OPEN, pose_value(frontal_mesh))).hold(4, driver(CLOSED, unreadable))
+    assert [s[1] for s in d.starts()] == ["driver_fatigue"]
+    d = Drive([{"type": "driver_fatigue"}, {"type": "driver_distraction"}])
+    d.hold(20, driver(OPEN, pose_value(frontal_mesh))).hold(4, driver(0.7, unreadable))
     assert d.starts() == []
 
 

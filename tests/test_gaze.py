@@ -113,8 +113,8 @@ def test_lids_and_iris_tell_ahead_a_look_down_and_a_blink_apart(clip_obs):
     assert pitch["down"] < pitch["ahead"] - 8.0  # the eyes look down, not only the head
     assert np.median([g["confidence"] for g in gaze["ahead"]]) > 0.6
     assert max(g["confidence"] for g in gaze["blink"]) == 0.0  # no direction from a shut eye
-    # The eye model cannot tell the look down from a closure: that is what the contour is for.
-    assert np.median([f.signal("eye_closed") for f in primaries(clip_obs, DOWN)]) > 0.9
+    # The eye model was taught open eyes looking down: it reads them open (the first, CEW model: 0.99 closed).
+    assert np.median([f.signal("eye_closed") for f in primaries(clip_obs, DOWN)]) < 0.4
     head = [f.signal("head_pose")["pitch"] for f in primaries(clip_obs, DOWN)]
     ahead = [f.signal("head_pose")["pitch"] for f in primaries(clip_obs, AHEAD)]
     assert 5.0 < np.median(ahead) - np.median(head) < 15.0  # the head alone stays inside its 15-degree zone
@@ -143,19 +143,21 @@ def test_a_look_down_at_notes_with_the_head_at_10_degrees_is_one_alert_never_bot
     """Lowered lids (the iris under them) with the head only 10 degrees down: a look at notes, or
     a closure behind glasses (issue "Real drivers": a dozing driver reads the same). The eyes are
     off the road either way: after 3 s one alert starts, never both, never a 1 s microsleep
-    (that needs the lids seen shut): fatigue's ambiguous closure, at sleep level."""
+    (that needs the lids seen shut). The eye model reads her eyes open, so the look down is
+    told by her gaze: distraction's (with the first, CEW model: fatigue's ambiguous closure)."""
     ahead, down = primaries(clip_obs, AHEAD), primaries(clip_obs, DOWN)
     d = Drive().hold(5, ahead).hold(3.5, down).hold(5, ahead)
-    assert d.starts("driver_distraction") == []
-    assert d.starts("driver_fatigue") == [(pytest.approx(5 + 3.0, abs=0.15), "sleep")]
-    # Head pose alone (no contour): the eye model reads the lids closed; the same one alert.
+    assert len(d.starts("driver_distraction")) + len(d.starts("driver_fatigue")) == 1
+    assert d.starts("driver_fatigue") == []
+    # Head pose alone (no contour): the eye model reads the lids open, the head 10 degrees down is
+    # on the road: no closure, no microsleep.
     rules = [{"type": "driver_fatigue"}, {"type": "driver_distraction", "head": {"gaze": False}}]
     gaze_off = [FaceState(f.track_id, f.box, f.probs, f.label, f.confidence, True, None,
                           {k: v for k, v in f.signals.items() if k != "gaze"}) for f in down]
     ahead_off = [FaceState(f.track_id, f.box, f.probs, f.label, f.confidence, True, None,
                            {k: v for k, v in f.signals.items() if k != "gaze"}) for f in ahead]
     d = Drive(rules).hold(5, ahead_off).hold(3.5, gaze_off).hold(5, ahead_off)
-    assert d.starts("driver_distraction") == [] and [lv for _, lv in d.starts("driver_fatigue")] == ["sleep"]
+    assert d.starts("driver_fatigue") == []
 
 
 def test_eyes_only_glances_summing_to_10_s_within_30_s_are_time_sharing(clip_frames, clip_obs, tmp_path):

@@ -74,7 +74,7 @@ def test_emotiond_models_lists_task_labels_and_accuracy(capsys):
         assert f"{manifest['metrics']['accuracy']:.3f} ({manifest['metrics']['split']})" in line
         ferplus = manifest.get("metrics_ferplus")  # FER+ majority column: "-" for a manifest without it
         assert line.split()[-1] == (f"{ferplus['accuracy']:.3f}" if ferplus else "-")
-    assert info["eye_state.tflite"].labels == ("closed", "open") and info["eye_state.tflite"].accuracy > 0.9
+    assert info["eye_state.tflite"].labels == ("closed", "open", "unreadable") and info["eye_state.tflite"].accuracy > 0.9
     assert info["face_landmark.tflite"].task.startswith("face mesh") and info["face_landmark.tflite"].accuracy is None
     assert "file" in table(list(info.values())).splitlines()[0]
 

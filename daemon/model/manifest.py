@@ -38,6 +38,25 @@ class InputSpec(_Open):
 
 class Crop(_Open):
     margin: float = Field(0.0, ge=0.0, le=1.0, title="fraction of the box side added on each side")
+    # Eye models: "box" cuts a square around each eye centre (the first CEW model); "eye_corners"
+    # cuts each eye upright between its two corners, eye_widths wide (daemon/model/eye_crop.py).
+    align: Literal["box", "eye_corners"] = Field("box", title="how an eye patch is cut (eye models)")
+    eye_widths: float = Field(1.6, gt=0.5, le=4.0, title="eye_corners: the patch side in eye widths")
+
+
+class Trust(_Open):
+    """Eye models: the head poses within which the model's reading holds, as measured on
+    held-out people (``bench/eye_views.py``); the eye signal says "unknown" outside them. The
+    defaults are the first (CEW, frontal) model's: open eyes read closed beyond 20 degrees."""
+
+    max_yaw_deg: float = Field(20.0, gt=0, le=90, title="head yaw (either side) up to which the reading holds")
+    max_pitch_down_deg: float = Field(25.0, gt=0, le=90, title="head pitch down up to which the reading holds")
+    # Beyond max_yaw_deg, a turned face's open eyes read 0.4-0.95 "closed" (the car clip at 45
+    # degrees), shut eyes 0.97 and more: the reading still holds at its ends.
+    turned_max_yaw_deg: float | None = Field(None, gt=0, le=90, title="up to this yaw, beyond max_yaw_deg, only sure readings hold")
+    turned_closed_at: float = Field(0.97, gt=0.5, le=1.0, title="beyond max_yaw_deg: closed from this probability")
+    turned_open_at: float = Field(0.4, ge=0.0, lt=0.5, title="beyond max_yaw_deg: open up to this probability")
+    measured: str | None = Field(None, title="where the figures come from")
 
 
 class Quantization(_Open):
@@ -62,6 +81,7 @@ class Manifest(_Open):
     labels: list[str] = Field(min_length=2)
     input: InputSpec
     crop: Crop = Crop()
+    trust: Trust = Trust()
     quantization: Quantization
     flip_average: bool = Field(
         False, title="average the predictions of each face and its mirror image (what the metrics were measured with)")

@@ -79,6 +79,10 @@ RELEASE_S = 2.0  # eyes open this long (and PERCLOS recovered) ends the alert
 SAMPLE_HOLD_MAX_S = 0.5
 # Unknown eye state for longer than this breaks a closure (the face or eyes were lost).
 UNKNOWN_BREAK_S = 1.0
+# ... but a closure already a microsleep long with the lids seen shut is a doze: the head that
+# drops with it loses the face for a moment (about a second in a dozing driver's night cabin),
+# and the closure goes on through a gap up to this long.
+DOZE_UNKNOWN_BREAK_S = 2.0
 # Drowsiness signs counted over a rolling window (KSS-like drowsy level).
 DROWSY_WINDOW_S = 300.0
 DROWSY_YAWNS = 3
@@ -187,9 +191,10 @@ class Closure:
         self.since: float | None = None
         self.unknown = Held()
 
-    def update(self, closed: bool | None, t: float) -> float:
+    def update(self, closed: bool | None, t: float, hold_s: float = UNKNOWN_BREAK_S) -> float:
+        """``hold_s``: how long an unknown stretch may last inside the closure."""
         if closed is None:
-            if self.unknown.update(True, t) > UNKNOWN_BREAK_S:
+            if self.unknown.update(True, t) > hold_s:
                 self.seconds, self.since = 0.0, None
             return self.seconds
         self.unknown.update(False, t)
@@ -361,7 +366,9 @@ class DriverFatigue(Rule):
         self.add_to_perclos(t, dt, closed)
         # Looking away ends a closure at once (the lids dropped for the glance, not for sleep);
         # a merely unreadable frame leaves it running for up to UNKNOWN_BREAK_S.
-        closure_s = self.closure.update(False if self.head_away else closed, t)
+        doze = self.closure.seconds >= self.cfg.microsleep_s and self.seen_shut()
+        closure_s = self.closure.update(False if self.head_away else closed, t,
+                                        DOZE_UNKNOWN_BREAK_S if doze else UNKNOWN_BREAK_S)
         if self.closure.since is None:
             self._frames = self._shut_frames = 0
         elif closed:

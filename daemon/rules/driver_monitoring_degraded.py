@@ -2,11 +2,15 @@
 
 Euro NCAP asks that the driver be told within 10 s when the system cannot monitor them:
 sunglasses that hide the eyes, a hand or a mask over the face, a head turned too far for the
-landmarks. The eye signal reads ``None`` for flat eye patches (dark glasses, a cover) and the
-head_pose signal for a face its mesh does not fit; when either stays unreadable for ``after_s``
-while a face is present, the alert starts, and it ends once both are readable again for
-``confirm_s``. No face at all is ``driver_absent``'s alert, not this one. Signals that are not
-enabled are not required.
+landmarks, a face too small or too dim for the eyes. "Readable" is what the other driver rules
+use, not whether some signal answered: the eyes are unreadable on every frame that
+``rules/eyes.py``'s judge (the one ``driver_fatigue`` and ``driver_distraction`` step) cannot say
+open, shut or lowered, whatever the reason (the eye model outside the poses it holds at, or
+calling the eyes unreadable; the contour blind; the two cues disagreeing into nothing), and the
+head pose is unreadable below ``min_pose_confidence``. When either stays unreadable for
+``after_s`` while a face is present, the alert starts, and it ends once both are readable again
+for ``confirm_s``. No face at all is ``driver_absent``'s alert, not this one. Signals that are
+not enabled are not required.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pydantic import Field
 
 from ..types import Event, Observation
 from .base import Held, Rule, RuleBase, Seconds
-from .head import has_pose_signal, pose_of
+from .head import HeadTracker, HeadZoneConfig, has_pose_signal, pose_of
 
 DEGRADED_AFTER_S = 5.0  # Euro NCAP: tell the driver within 10 s
 READABLE_CONFIRM_S = 1.0
@@ -39,17 +43,25 @@ class DriverMonitoringDegraded(Rule):
         self.cfg: DriverMonitoringDegradedConfig = cfg
         self.readable = Held()
         self.since: float | None = None  # first unreadable frame of the current stretch
+        # the same judge the fatigue and distraction rules step: "readable" means readable to them
+        self.head = HeadTracker(HeadZoneConfig(min_confidence=cfg.min_pose_confidence))
 
     def what_is_unreadable(self, obs: Observation) -> list[str] | None:
         """The unreadable signals of the primary face ([] all readable); None: no face."""
         face = obs.primary
+        reading = self.head.update(obs)
         if face is None:
             return None
         missing = []
-        # The eyes are readable when either cue reads them: the eye model or the eyelid contour.
         cues = [name for name in ("eye_closed", "gaze") if name in face.signals]
-        if cues and all(face.signal(name) is None for name in cues):
-            missing.append("eyes")
+        if cues:
+            if has_pose_signal(face):
+                # what the judge made of the cues: a frame it cannot call open, shut or lowered
+                known = reading is not None and reading.eyes is not None and reading.eyes.state is not None
+            else:  # no pose to judge with: the eye model's reading as it is
+                known = any(face.signal(name) is not None for name in cues)
+            if not known:
+                missing.append("eyes")
         if has_pose_signal(face) and pose_of(face, self.cfg.min_pose_confidence) is None:
             missing.append("head_pose")
         return missing

@@ -1,31 +1,35 @@
 """What the driver's eyes do, frame by frame: open, shut, or lowered (a closure or a look down
 that the picture cannot tell apart), from every cue the face signals give. The building block
-that ``driver_fatigue`` and ``driver_distraction`` share (through ``rules/head.py``), so the two
-rules always agree on which frames are a closure and which a look down.
+that ``driver_fatigue``, ``driver_distraction`` and ``driver_monitoring_degraded`` share (through
+``rules/head.py``), so the rules always agree on which frames are a closure, which a look down
+and which unreadable.
 
-**The cues and how far each is trusted** (measured on labelled frames of the shared clips,
-``python bench/driver_scenarios.py --cues``; the table is in bench/RESULTS.md):
+**The cues and how far each is trusted** (measured per yaw band, eye size and light on people
+the eye model never saw: ``python bench/eye_views.py``; the tables are in bench/RESULTS.md):
 
-* the **eye-state model** (``eye_closed``: CEW's frontal 24-px patches): right on frontal faces,
-  wrong on turned ones: a driver seen at 45 degrees by a passenger-side camera reads 0.97
-  "closed" with his eyes open (car_phone_in_lap), a head turned 40 degrees reads 0.5-0.8. It is
-  trusted only while the head faces the camera within ``MODEL_MAX_YAW_DEG`` and is not pitched
-  down more than ``MODEL_MAX_PITCH_DEG``. Lowered lids (a look at notes) read 0.99 closed.
-* the **eyelid contour** (the ``gaze`` signal's ``openness``: MediaPipe Iris on an eye crop
-  rotated upright from the face mesh, so it holds on turned faces): against the driver's own open
-  aperture it says ``open`` (iris visible, lids apart), ``shut`` (under ``SHUT_SHARE`` of open)
-  or ``lowered`` (in between: a look down with the iris under the lids, or lids shut behind
-  glasses; on the clips the two overlap: shut 0.018-0.065, looking down at notes 0.064-0.117).
-* the **driver's open aperture**, learned only from frames known open (the trusted model reads
-  them open); the prior ``OPEN_PRIOR`` holds for a driver whose eyes are never seen open.
-* **how the head moves**: lowered lids with the head pitched down more than ``look_down_deg``
-  below the road direction are a look down (the lap, a phone); near the road pitch they are an
-  eye closure that cannot be told from a look down. A closure that began with the lids shut
-  and has lasted ``ESTABLISHED_S`` is a doze: it stays a closure while the head sinks, hangs
-  or turns, as long as the eyes stay shut or lowered.
+* the **eye-state model** (``eye_closed``: closed, open or unreadable, on each eye cut upright
+  between its corners from the face mesh; trained on CEW and on the shared clips as turned,
+  small, dim and infrared cameras see them). The signal itself says *unknown* outside the head
+  poses its manifest's ``trust`` was measured at (the current model: up to 50 degrees of yaw; the
+  first, frontal CEW model: 20) and where the model calls the eyes unreadable, so what reaches
+  this judge is trusted. Open eyes looking down (lowered lids over a visible iris) are open to
+  it: it was taught them as open. Its closed probability is calibrated: ``MODEL_CLOSED`` and
+  ``MODEL_OPEN`` split it, ``MODEL_SURE_CLOSED`` overrules a contour that reads lowered lids.
+* the **eyelid contour** (the ``gaze`` signal's ``openness``: MediaPipe Iris on the same upright
+  crop): against the driver's own open aperture it says ``open`` (iris visible, lids apart),
+  ``shut`` (under ``SHUT_SHARE`` of open) or ``lowered`` (in between: a look down with the iris
+  under the lids, or lids shut behind glasses or on a dim, small face). Precise on a large,
+  well-lit face; on a 50-px or night face it reads lowered or nothing where the model still
+  reads the lids.
+* the **driver's open aperture**, learned only from frames the model reads open; the prior
+  ``OPEN_PRIOR`` holds for a driver whose eyes are never seen open.
+* **how the head moves**: lowered lids (the model not sure they are shut) with the head pitched
+  down more than ``look_down_deg`` below the road direction are a look down (the lap, a phone).
+  A closure that began with the lids shut and has lasted ``ESTABLISHED_S`` is a doze: it stays a
+  closure while the head sinks, hangs or turns, and while the face is lost for a moment as the
+  head drops, as long as the eyes stay shut or lowered.
 * **an unreadable head**: a head pose too uncertain to judge (a small, tilted face on a dashcam)
-  with lids the contour reads shut is still a closure (``rules/head.py``); lowered lids without
-  a pose are unknown.
+  with lids the model or the contour reads shut is still a closure (``rules/head.py``).
 * **the mouth**: eyes squeezed during a yawn (the mouth opened wide while the eyes were open)
   are part of the yawn, not a closure.
 
@@ -33,8 +37,8 @@ The policy, in the words of Euro NCAP's DSM protocol: a closure is fatigue's, a 
 distraction's, and an ambiguity silences neither. ``lowered`` lids near the road pitch are an
 *ambiguous* closure: ``driver_fatigue`` counts them towards sleep (3 s: the eyes have been off
 the road as long as a long distraction) but not towards a microsleep or PERCLOS, which need the
-lids seen shut. Unreadable eyes (dark glasses, a hand, a face too small or turned too far for
-both cues) are unknown, never closed: ``driver_monitoring_degraded`` says so.
+lids seen shut. Unreadable eyes (dark glasses, a hand, a face too small, dim or turned too far
+for every cue) are unknown, never closed, and always said: ``driver_monitoring_degraded``.
 """
 
 from __future__ import annotations
@@ -49,13 +53,12 @@ from ..types import FaceState
 
 EyeState = Literal["open", "shut", "lowered"]
 
-# The eye-state model is trusted within this head yaw (either side) and downward pitch, relative
-# to the camera. Measured on the shared clips: open eyes read "closed" (>= 0.6) on 93 % of the
-# car clip's frames (yaw 22-53), 90 % of the head sweep's at yaw -38..-46, 0-3 % of frontal ones.
-MODEL_MAX_YAW_DEG = 20.0
-MODEL_MAX_PITCH_DEG = 25.0
+# Which head poses the eye model holds at is its manifest's ``trust`` (the eye signal applies it).
 MODEL_CLOSED = 0.6  # the model's closed probability from which it says "closed"
 MODEL_OPEN = 0.4  # ... and up to which it says "open"
+# From this closed probability the model overrules a contour that reads the lids lowered (a dim
+# or small face's contour cannot see a shut lid's line; a look down with open eyes reads open).
+MODEL_SURE_CLOSED = 0.85  # night shut eyes (dashcam view, 50 px): 0.80-0.99; open frontal eyes >= 0.85 on ~4 %
 # Lid aperture (gaze openness, eye widths) against this driver's open aperture. Open eyes on the
 # clips: 0.17-0.27 frontal (0.25-0.35 turned); shut 0.018-0.065 (eyes_shut_desk, the talking
 # head's blinks); lowered at notes 0.064-0.117 (talking head); the car's lap look 0.13-0.22.
@@ -63,9 +66,11 @@ OPEN_PRIOR = 0.22
 OPEN_RANGE = (0.15, 0.35)  # the learned open aperture stays within this
 SHUT_SHARE = 0.2  # under this share of open: shut (no iris between the lids)
 LOWERED_SHARE = 0.55  # under this share: lowered; at or over it: open
+CONTOUR_SURE_OPEN = 0.8  # from this share the contour's "open" stands against the model
 OPEN_SAMPLES = 300  # known-open apertures kept (30 s of open frames at 10 a second)
 OPEN_SAMPLE_EVERY_S = 0.1
 OPEN_PRIOR_SAMPLES = 10  # the prior counts as this many samples in the median
+OPEN_LEARN_MAX_YAW_DEG = 20.0  # the open aperture is learned from eyes facing the camera
 # Without the contour, a model-read closure with the head pitched down more than this (below
 # the road) may be a glance at the instruments: lowered, not shut (the fatigue zone before).
 MODEL_HEAD_DOWN_DEG = 8.0
@@ -94,15 +99,11 @@ class EyeReading:
     yawn: bool = False  # closed eyes inside a yawn (not a closure)
 
 
-def model_trusted(face: FaceState, pose: dict | None) -> float | None:
-    """The eye model's closed probability where it can be trusted (a face turned towards the
-    camera), else None."""
+def model_reading(face: FaceState) -> float | None:
+    """The eye model's closed probability, None where the signal could not be trusted (it says
+    unknown outside the poses its model holds at, and where the model calls the eyes unreadable)."""
     p = face.signal("eye_closed")
-    if p is None or pose is None:
-        return None
-    if abs(float(pose["yaw"])) > MODEL_MAX_YAW_DEG or float(pose["pitch"]) < -MODEL_MAX_PITCH_DEG:
-        return None
-    return float(p)
+    return None if p is None else float(p)
 
 
 class EyeJudge:
@@ -134,33 +135,39 @@ class EyeJudge:
         return "lowered" if openness < LOWERED_SHARE * self.open_lids else "open"
 
     def fuse(self, face: FaceState, pose: dict | None, head_down: float) -> EyeState | None:
-        """Open, shut, lowered or None from the contour and the (trusted) eye model."""
-        p = model_trusted(face, pose)
+        """Open, shut, lowered or None from the contour and the eye model."""
+        p = model_reading(face)
         gaze = face.signal("gaze")
         lids = self.contour(float(gaze["openness"])) if isinstance(gaze, dict) else None
         if lids == "open":
+            if p is not None and p >= MODEL_SURE_CLOSED and float(gaze["openness"]) < CONTOUR_SURE_OPEN * self.open_lids:
+                # a dim or small face's contour reads shut lids barely open (0.13-0.16 on the night
+                # dashcam view: 59 % of its shut frames); wide open lids stay open
+                return "shut"
             return "open"
         if lids is not None:
             if p is not None and p <= MODEL_OPEN:
-                return "open"  # the model sees an open eye the contour reads low (a squint)
+                return "open"  # the model sees an open eye the contour reads low (a squint, a look down)
+            if lids == "lowered" and p is not None and p >= MODEL_SURE_CLOSED:
+                return "shut"  # the contour could not see the lid's line: a dim or small face
             return lids
         if p is None:
             return None
-        if "gaze" in face.signals and p >= MODEL_CLOSED and self.run_since is None:
-            # The contour is on but could not read this frame: the model alone does not start a
-            # closure (it reads open eyes "closed" on 93 % of the car clip's frames and on small
-            # faces), it only carries one already going on (a sinking head loses the contour).
-            return None
         if p >= MODEL_CLOSED:
+            # the model alone: with the head down, maybe a glance at the instruments (a doze
+            # already going on stays one: EyeJudge.update)
             return "lowered" if head_down > MODEL_HEAD_DOWN_DEG else "shut"
         return "open" if p <= MODEL_OPEN else None
 
     def learn_open(self, face: FaceState, pose: dict | None, t: float) -> None:
-        """The open aperture from frames the trusted model reads open (p <= 0.2, the iris
-        readable), at most OPEN_SAMPLE_EVERY_S apart (the median is not worth a frame's time)."""
+        """The open aperture from frames the model reads open (p <= 0.2, the iris readable,
+        the head facing the camera within OPEN_LEARN_MAX_YAW_DEG), at most OPEN_SAMPLE_EVERY_S
+        apart (the median is not worth a frame's time)."""
         if t - self._open_sampled_at < OPEN_SAMPLE_EVERY_S:
             return
-        p = model_trusted(face, pose)
+        if pose is None or abs(float(pose["yaw"])) > OPEN_LEARN_MAX_YAW_DEG:
+            return  # a turned eye's aperture over its foreshortened width reads wider (0.25-0.35)
+        p = model_reading(face)
         gaze = face.signal("gaze")
         if p is None or p > 0.2 or not isinstance(gaze, dict) or float(gaze["confidence"]) < 0.3:
             return
@@ -188,6 +195,11 @@ class EyeJudge:
             self.last_open = t
         return (self.mouth_since is not None and self.yawn_gate  # held open that long: a yawn, not speech
                 and self.mouth_open_at - self.mouth_since >= YAWN_MIN_S and t - self.mouth_since <= YAWN_GATE_MAX_S)
+
+    def mouth_wide(self, t: float) -> bool:
+        """The mouth is held wide open (or just closed), for at most YAWN_GATE_MAX_S so far: a
+        yawn, or the start of one (the head tips back with it)."""
+        return self.mouth_since is not None and t - self.mouth_since <= YAWN_GATE_MAX_S
 
     def update(self, face: FaceState, pose: dict | None, head_down: float, t: float) -> EyeReading:
         """``head_down``: degrees the head is pitched below the driver's road direction."""

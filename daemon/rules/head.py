@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 
 from ..configbase import Section
 from ..types import FaceState, Observation
-from .eyes import EyeJudge, EyeReading
+from .eyes import MODEL_SURE_CLOSED, EyeJudge, EyeReading, model_reading
 
 SAMPLE_EVERY_S = 0.1  # calibration samples at most 10 a second (a median over a bounded deque)
 PRIOR_SAMPLES = 5  # the fallback direction counts as this many samples (0.5 s at 10 Hz) in the median
@@ -192,22 +192,28 @@ class HeadTracker:
             eye = np.array([float(gaze["yaw"]), float(gaze["pitch"])])
         d = dhead if eye is None else dhead + eye - self.eye_neutral
         zone = "down" if eyes.look_down else self.zone(float(d[0]), float(d[1]), c.gaze_yaw_deg if eye is not None else None)
+        yawn_up = zone == "up" and self.eyes.mouth_wide(t)
+        if yawn_up:
+            zone = "road"  # a yawn tips the head back: not a look away (nor, squeezing the eyes, a closure)
         self.last_zone = zone
         self.last_eyes = eyes.state
         self.last_eyes_as = "yawn" if eyes.yawn else "look_down" if eyes.look_down else "closure" if eyes.closed else None
         # Attentive: the eyes are not seen closed or lowered. Unreadable eyes (sunglasses, a face
         # turned too far for the eye model and too small for the contour) teach too: the driver
         # still needs a road direction, and a steady confident pose is most of the time the road.
-        if c.calibrate and eyes.state in ("open", None) and self._learnable(head, zone):
+        if c.calibrate and eyes.state in ("open", None) and not yawn_up and self._learnable(head, zone):
             self._learn(t, head, eye)
         return HeadReading(float(d[0]), float(d[1]), zone, "head" if eye is None else "gaze", eyes, float(dhead[1]))
 
     def _shut_without_pose(self, face: FaceState, t: float) -> HeadReading | None:
         """A head pose too uncertain to judge (a small, tilted, dozing face seen from a dashcam)
-        with lids the contour reads shut: a closure all the same (shut lids are a closure wherever
-        the head points). Anything else without a pose is unknown."""
+        with lids the contour reads shut or the eye model is sure are closed: a closure all the
+        same (shut lids are a closure wherever the head points). Anything else without a pose is
+        unknown."""
         gaze = face.signal("gaze")
-        if not isinstance(gaze, dict) or self.eyes.contour(float(gaze["openness"])) != "shut":
+        contour_shut = isinstance(gaze, dict) and self.eyes.contour(float(gaze["openness"])) == "shut"
+        p = model_reading(face)
+        if not contour_shut and (p is None or p < MODEL_SURE_CLOSED):
             return None
         eyes = self.eyes.update(face, None, 0.0, t)
         if not eyes.closed:

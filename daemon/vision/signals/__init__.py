@@ -18,8 +18,9 @@ from .eyes import EyeClosure
 from .gaze import Gaze
 from .head_pose import HeadPose
 
-# Order matters where one signal reads another's work: gaze crops the eyes from head_pose's mesh.
-SIGNALS: tuple[type[FaceSignal], ...] = (EyeClosure, HeadPose, Gaze)
+# Order matters where one signal reads another's work: the eye model and gaze crop the eyes from
+# head_pose's mesh.
+SIGNALS: tuple[type[FaceSignal], ...] = (HeadPose, EyeClosure, Gaze)
 
 __all__ = ["SIGNALS", "FaceSignal", "SignalConfig", "build_signals", "describe", "signal_cells",
            "signal_columns", "signals_json", "state_schema_properties"]

@@ -33,6 +33,8 @@ RIGHT_EYE, LEFT_EYE = 0, 1
 
 # From this closed probability the annotation says "closed".
 EYES_CLOSED_AT = 0.5
+# Both eyes readable (open or closed) with less than this probability: the eyes are unreadable.
+UNREADABLE_AT = 0.5
 
 
 class EyesConfig(SignalConfig):
@@ -58,10 +60,16 @@ def eye_boxes(centres: np.ndarray) -> list[Box]:
 
 
 class EyeStateEstimator:
-    """``closed_prob(frame, box, landmarks)``: probability that the face's eyes are closed.
+    """``closed_prob(frame, face)``: probability that the face's eyes are closed.
 
-    None when the eyes cannot be read (face too small, eyes outside the frame): the fatigue
-    rule treats that as unknown, never as closed.
+    None when the eyes cannot be read (face too small, eyes outside the frame, flat patches, or
+    the model itself calling both eyes unreadable): the rules treat that as unknown, never as
+    closed, and ``driver_monitoring_degraded`` says so.
+
+    Two crop contracts, as the model's manifest says (``crop.align``): ``eye_corners`` (the
+    current model) cuts each eye upright between its corners (``daemon/model/eye_crop.py``),
+    from the face's mesh when head_pose ran on it, else from the detector's eye points;
+    ``box`` (the first CEW model) cuts a square around each eye centre.
     """
 
     def __init__(self, cfg: EyesConfig, threads: int = 1) -> None:
@@ -69,11 +77,73 @@ class EyeStateEstimator:
 
         self.cfg = cfg
         self.model = TfliteModel(cfg.model, threads=threads)
-        if "closed" not in self.model.labels:
-            raise ValueError(f"eye model {cfg.model} has labels {self.model.labels}; expected one named 'closed'")
-        self.closed = self.model.labels.index("closed")
+        labels = self.model.labels
+        if "closed" not in labels or "open" not in labels:
+            raise ValueError(f"eye model {cfg.model} has labels {labels}; expected 'closed' and 'open'")
+        self.closed, self.open = labels.index("closed"), labels.index("open")
+        self.unreadable = labels.index("unreadable") if "unreadable" in labels else None
+        crop = self.model.manifest.crop
+        self.by_corners = crop.align == "eye_corners"
+        self.eye_widths = crop.eye_widths
+        spec = self.model.manifest.input
+        self.side = spec.width
+        self._batch = np.empty((2, spec.height, spec.width, spec.channels), dtype=self.model.preprocessor.dtype)
 
-    def closed_prob(self, frame_bgr: np.ndarray, box: Box, landmarks: np.ndarray | None = None) -> float | None:
+    def trusted(self, pose: SignalValue) -> str:
+        """How far the model's reading holds at this head pose (its manifest's measured
+        ``trust``): "yes", "ends" (a turned face: only sure readings) or "no". No pose reading at
+        all (head_pose off) trusts the model as it reads."""
+        if not isinstance(pose, dict):
+            return "yes"
+        trust = self.model.manifest.trust
+        yaw = abs(float(pose["yaw"]))
+        if float(pose["pitch"]) < -trust.max_pitch_down_deg:
+            return "no"
+        if yaw <= trust.max_yaw_deg:
+            return "yes"
+        return "ends" if trust.turned_max_yaw_deg is not None and yaw <= trust.turned_max_yaw_deg else "no"
+
+    def read(self, frame_bgr: np.ndarray, box: Box, landmarks: np.ndarray | None = None,
+             mesh: np.ndarray | None = None) -> np.ndarray | None:
+        """(2, classes) probabilities of both eyes (image-left first), or None: unreadable."""
+        if not self.by_corners:
+            return self._read_boxes(frame_bgr, box, landmarks)
+        from ...model.eye_crop import EYE_WIDTH_PER_IOD, corners_from_centres, corners_from_mesh, cut_eyes, eye_widths_px
+
+        corners = corners_from_mesh(mesh) if mesh is not None else corners_from_centres(eye_centres(box, landmarks))
+        widths = eye_widths_px(corners)
+        # min_iod_px keeps its meaning (the eyes' distance) on either source of corners
+        if float(widths.max()) < self.cfg.min_iod_px * EYE_WIDTH_PER_IOD:
+            return None
+        fh, fw = frame_bgr.shape[:2]
+        mid = corners.mean(axis=1)
+        if np.any(mid < 0) or np.any(mid[:, 0] >= fw) or np.any(mid[:, 1] >= fh):
+            return None  # an eye outside the frame
+        patches = cut_eyes(frame_bgr, corners, self.side, self.eye_widths)
+        if patches is None:
+            return None
+        if self.cfg.min_contrast and min(self._centre_std(p) for p in patches) < self.cfg.min_contrast:
+            return None  # flat: dark glasses or a cover (the model would still answer)
+        for k in range(2):
+            self.model.preprocessor.prepare_face(patches[k], out=self._batch[k])
+        return self.model.predict(self._batch)
+
+    def closed_prob(self, frame_bgr: np.ndarray, box: Box, landmarks: np.ndarray | None = None,
+                    mesh: np.ndarray | None = None) -> float | None:
+        probs = self.read(frame_bgr, box, landmarks, mesh)
+        return None if probs is None else self.combine(probs)
+
+    def combine(self, probs: np.ndarray) -> float | None:
+        """Both eyes' probabilities → the closed probability among readable outcomes, each eye
+        weighted by how readable the model finds it; None when neither eye is readable."""
+        closed, open_ = probs[:, self.closed], probs[:, self.open]
+        readable = closed + open_
+        if self.unreadable is not None and float(readable.max()) < UNREADABLE_AT:
+            return None
+        share = closed / np.maximum(readable, 1e-6)
+        return float(np.sum(share * readable) / max(float(readable.sum()), 1e-6))
+
+    def _read_boxes(self, frame_bgr: np.ndarray, box: Box, landmarks: np.ndarray | None) -> np.ndarray | None:
         centres = eye_centres(box, landmarks)
         iod = float(np.linalg.norm(centres[1] - centres[0]))
         fh, fw = frame_bgr.shape[:2]
@@ -87,8 +157,14 @@ class EyeStateEstimator:
             # dark patches look "closed"); unreadable is the truth, and the degraded-monitoring
             # rule reports it. Measured on the clips: real eyes' central patches have a std of 10 and more.
             return None
-        probs = self.model.classify(frame_bgr, boxes)
-        return float(probs[:, self.closed].mean())
+        return self.model.classify(frame_bgr, boxes)
+
+    @staticmethod
+    def _centre_std(patch: np.ndarray) -> float:
+        """Grey standard deviation of a patch's central half (iris, sclera and lids)."""
+        s = patch.shape[0]
+        q = s // 4
+        return float(patch[q:s - q, q:s - q].std())
 
     @staticmethod
     def _contrast(frame_bgr: np.ndarray, box: Box) -> float:
@@ -113,7 +189,15 @@ class EyeClosure(FaceSignal):
         self.estimator = EyeStateEstimator(cfg, threads=threads)
 
     def measure(self, frame_bgr: np.ndarray, face: FaceState) -> SignalValue:
-        return self.estimator.closed_prob(frame_bgr, face.box, face.landmarks)
+        trust = self.estimator.trusted(face.signal("head_pose"))
+        if trust == "no":
+            return None  # a pose the model was not shown to hold at: unknown, not a guess
+        p = self.estimator.closed_prob(frame_bgr, face.box, face.landmarks, face.mesh)
+        if p is not None and trust == "ends":
+            t = self.estimator.model.manifest.trust
+            if t.turned_open_at < p < t.turned_closed_at:
+                return None  # a turned face: only the model's sure readings hold there
+        return p
 
     @classmethod
     def describe(cls, value: SignalValue) -> str | None:
