@@ -231,12 +231,16 @@ def mixed_weights(first: list[np.ndarray], second: list[np.ndarray], a: float) -
     return [((1.0 - a) * x + a * y).astype(x.dtype) for x, y in zip(first, second)]
 
 
-def network_outputs(model, name: str, ferplus_split: Split, ckplus_split: Split, batch: int = 256) -> Outputs:
-    """Log-probabilities of face and mirror on both sets, through the daemon's preprocessing."""
+def network_outputs(model, name: str, ferplus_split: Split, ckplus_split: Split, batch: int = 256,
+                    template: list | None = None) -> Outputs:
+    """Log-probabilities of face and mirror on both sets, through the daemon's preprocessing
+    (with ``template``: each face cut by its five points onto it)."""
     from daemon.model.preprocess import Preprocessor
     from daemon.model.tflite import with_mirrors
 
     manifest = float_manifest(model.input_shape, ferplus_split.labels)
+    if template is not None:
+        manifest = manifest.model_copy(update={"crop": manifest.crop.model_copy(update={"align": "five_points", "template": template})})
     pre = Preprocessor(manifest, np.float32)
     c = len(ferplus_split.labels)
 
@@ -280,7 +284,13 @@ def choose_cli(args) -> int:
     has = targets.majority >= 0
     ferplus_split, y_ferplus = targets.split.subset(np.flatnonzero(has)), targets.majority[has]
     ckplus_split = load_ckplus(args.ckplus, labels)
-    prior = load_ferplus(load_split(args.data, "train", labels), args.ferplus).dist.mean(axis=0)
+    train = load_split(args.data, "train", labels)
+    prior = load_ferplus(train, args.ferplus).dist.mean(axis=0)
+    template = None
+    if args.align == "five_points":
+        from .align import fer_template
+
+        template = fer_template(train)
 
     outputs: list[Outputs] = []
     networks = {}
@@ -292,7 +302,7 @@ def choose_cli(args) -> int:
         networks[name] = model
         if not mix:
             print(f"running {path} on {len(y_ferplus)} FER+ and {len(ckplus_split)} CK+ faces", flush=True)
-            outputs.append(network_outputs(model, name, ferplus_split, ckplus_split, args.batch))
+            outputs.append(network_outputs(model, name, ferplus_split, ckplus_split, args.batch, template))
     mixes: dict[str, float] = {}
     if mix:
         (na, ma), (nb, mb) = networks.items()
@@ -304,7 +314,7 @@ def choose_cli(args) -> int:
             name = f"{1 - a:.2f} {na} + {a:.2f} {nb}" if 0 < a < 1 else (nb if a == 1 else na)
             ma.set_weights(mixed_weights(wa, wb, a))
             print(f"running {name} on {len(y_ferplus)} FER+ and {len(ckplus_split)} CK+ faces", flush=True)
-            outputs.append(network_outputs(ma, name, ferplus_split, ckplus_split, args.batch))
+            outputs.append(network_outputs(ma, name, ferplus_split, ckplus_split, args.batch, template))
             mixes[name] = a
         ma.set_weights(wa)
 
@@ -349,3 +359,5 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="write the table and the choice (STEM.txt, STEM.json)")
     p.add_argument("--save", default=None, help="write the chosen network as .keras (for converter convert)")
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--align", choices=("box", "five_points"), default="box",
+                   help="five_points: faces cut by their five points onto FER-2013's mean points (as the network was trained)")

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin", type=float, default=0.1, help="face-crop margin written to the manifest")
     p.add_argument("--flip-average", action="store_true",
                    help="manifest asks the daemon to average each face with its mirror image; metrics are measured so")
+    p.add_argument("--align", choices=("box", "five_points"), default="box",
+                   help="five_points: the manifest cuts each face by its five landmarks onto the mean points of --rep-split's faces (daemon/model/face_align.py)")
     p.add_argument("--task", default="emotion")
     p.add_argument("--ferplus", default=None, help="FER+ votes folder: each variant is also measured against the annotators' majority (manifest: metrics_ferplus)")
     p.add_argument("--balance", type=float, default=0.0,

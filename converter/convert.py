@@ -82,9 +82,14 @@ def representative_faces(split: Split, manifest: Manifest, n: int, seed: int = 1
     faces = limit_split(split, n, seed)
     prep = Preprocessor(manifest, np.float32)
 
+    if prep.aligns:
+        from .align import with_points
+
+        faces = with_points(faces)
+
     def gen() -> Iterator[list[np.ndarray]]:
-        for img, _ in faces.iter_images():
-            yield [prep.prepare_face(img)[None]]
+        for i, (img, _) in enumerate(faces.iter_images()):
+            yield [prep.prepare_face(prep.aligned(img, faces.points[i]) if prep.aligns else img)[None]]
 
     return gen
 
@@ -320,6 +325,12 @@ def convert_cli(args) -> int:
     base = float_manifest(model.input_shape, labels, args.margin, args.task)
     if args.flip_average:
         base = base.model_copy(update={"flip_average": True})
+    if getattr(args, "align", "box") == "five_points":
+        from .align import fer_template
+
+        template = fer_template(rep_split)
+        base = base.model_copy(update={"crop": base.crop.model_copy(update={"align": "five_points", "template": template})})
+        print(f"faces cut by five points onto {template} (the mean of {args.rep_split}'s)")
     representative = representative_faces(rep_split, base, args.rep_samples) if "int8" in variants else None
     ferplus = None
     if getattr(args, "ferplus", None):

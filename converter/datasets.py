@@ -41,7 +41,9 @@ class Split:
     labels: list[str]
     y: np.ndarray
     paths: list[str] | None = None
-    pixels: np.ndarray | None = field(default=None, repr=False)  # (N, 48, 48) uint8, CSV only
+    pixels: np.ndarray | None = field(default=None, repr=False)  # (N, H, W) uint8: the CSV, or aligned faces
+    # (N, 5, 2) YuNet's five points per face in its pixels, for the aligned crop (converter.align)
+    points: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -71,6 +73,7 @@ class Split:
             self.y[idx],
             paths=[self.paths[i] for i in idx] if self.paths is not None else None,
             pixels=self.pixels[idx] if self.pixels is not None else None,
+            points=self.points[idx] if self.points is not None else None,
         )
 
 

@@ -77,6 +77,15 @@ class DistillConfig:
     # with ferplus: the hard label of the (1 - kd_weight) term: the votes' majority, or
     # FER-2013's own label (what the face was searched for: posed intent, where people saw neutral)
     hard_labels: str = "majority"
+    # "five_points": every face cut by its five YuNet points onto FER-2013's mean points, as the
+    # daemon's crop contract says (converter/align.py, daemon/model/face_align.py)
+    align: str = "box"
+    # with align: this many extra copies of each training face turned in 3-D by 10-45 degrees,
+    # 40 % of them in a near-infrared look (converter/face_views.py)
+    turned_copies: int = 0
+    # "agreement": each face's peer share is peer_weight times how much the peer and the votes
+    # agree (the overlap of the two distributions, over its mean): the peer teaches where it is right
+    peer_gate: str = "none"
 
 
 def _teacher_predict(teacher: Path, batch: int):
@@ -187,8 +196,22 @@ def _with_targets(ds_of_index, soft: np.ndarray, y: np.ndarray, n: int):
     return ds_of_index.map(targets)
 
 
-def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_weight: float = 0.0
-             ) -> tuple[Split, np.ndarray, np.ndarray]:
+def peer_shares(dist: np.ndarray, peer: np.ndarray, peer_weight: float, gate: str) -> np.ndarray:
+    """(N, 1) the peer's share of each face's soft target: ``peer_weight`` for all, or with gate
+    "agreement" scaled by the overlap of the peer's and the votes' distributions (sum of the
+    element-wise minimum: 1 where they match, 0 where the peer names what nobody voted for),
+    over its mean, capped at twice ``peer_weight`` and at 0.9."""
+    if gate == "none":
+        return np.full((len(dist), 1), peer_weight, np.float32)
+    if gate != "agreement":
+        raise ValueError(f"unknown peer gate {gate!r}")
+    overlap = np.minimum(dist, peer).sum(axis=1)
+    w = peer_weight * overlap / max(float(overlap.mean()), 1e-6)
+    return np.minimum(w, min(2.0 * peer_weight, 0.9)).astype(np.float32)[:, None]
+
+
+def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_weight: float = 0.0,
+             peer_gate: str = "none") -> tuple[Split, np.ndarray, np.ndarray]:
     """The split restricted to the faces FER+ can teach, labelled with the votes' majority
     (argmax of the distribution on a tie), the vote distributions as soft targets (blended
     with a peer's probabilities for the whole split when one is given), and where each kept
@@ -200,7 +223,9 @@ def _ferplus(split: Split, ferplus: str, peer: np.ndarray | None = None, peer_we
     y = np.where(t.majority >= 0, t.majority, t.dist.argmax(1)).astype(np.int32)
     soft = t.dist
     if peer is not None:
-        soft = ((1.0 - peer_weight) * t.dist + peer_weight * peer[t.index]).astype(np.float32)
+        w = peer_shares(t.dist, peer[t.index], peer_weight, peer_gate)
+        soft = ((1.0 - w) * t.dist + w * peer[t.index]).astype(np.float32)
+        print(f"peer share per face: mean {w.mean():.3f}, p10 {np.percentile(w, 10):.3f}, p90 {np.percentile(w, 90):.3f}")
     return dataclasses.replace(t.split, y=y), soft, t.index
 
 
@@ -295,12 +320,42 @@ def freeze_batchnorm(model) -> int:
     return count
 
 
+def aligned_splits(cfg: DistillConfig, train: Split, val: Split, template) -> tuple[Split, Split]:
+    """Both splits cut by their five points (the daemon's crop), as pixel splits."""
+    from .align import aligned
+
+    t0 = time.time()
+    train, val = aligned(train, template, cfg.input_size), aligned(val, template, cfg.input_size)
+    print(f"aligned {len(train)} + {len(val)} faces in {time.time() - t0:.0f} s")
+    return train, val
+
+
+def with_turned_copies(cfg: DistillConfig, train: Split, soft: np.ndarray, template) -> tuple[Split, np.ndarray]:
+    """The aligned training split with ``cfg.turned_copies`` turned (and near-infrared) copies of
+    every face appended, each with its face's targets."""
+    from .face_views import turned_copies
+
+    t0 = time.time()
+    copies = [turned_copies(train.pixels, template, cfg.seed + k) for k in range(cfg.turned_copies)]
+    k = 1 + cfg.turned_copies
+    out = dataclasses.replace(train, pixels=np.concatenate([train.pixels, *copies]), y=np.tile(train.y, k))
+    print(f"{cfg.turned_copies} turned cop{'y' if k == 2 else 'ies'} of each of {len(train)} faces in {time.time() - t0:.0f} s")
+    return out, np.tile(soft, (k, 1))
+
+
 def distill(cfg: DistillConfig) -> Path:
     """Run (or resume) distillation; return the path of the best student."""
     import keras
 
     out, train_split, val_split = start_run(cfg)
     n = len(train_split.labels)
+    template = None
+    if cfg.align == "five_points":
+        from .align import fer_template, with_points
+
+        template = fer_template(train_split, cfg.yunet)
+        train_split, val_split = with_points(train_split, cfg.yunet), with_points(val_split, cfg.yunet)
+        print(f"faces cut by five points onto {template}")
 
     if cfg.ferplus:
         peer = None
@@ -309,7 +364,7 @@ def distill(cfg: DistillConfig) -> Path:
 
             peer = peer_targets(train_split, cfg.peer, cfg.yunet, out / f"peer_{train_split.name}.npz")
         original = train_split.y
-        train_split, soft_train, kept = _ferplus(train_split, cfg.ferplus, peer, cfg.peer_weight)
+        train_split, soft_train, kept = _ferplus(train_split, cfg.ferplus, peer, cfg.peer_weight, cfg.peer_gate)
         if cfg.hard_labels == "original":
             train_split = dataclasses.replace(train_split, y=original[kept])
             print(f"hard labels: FER-2013's own, {100 * np.mean(train_split.y == soft_train.argmax(1)):.1f} % "
@@ -321,9 +376,15 @@ def distill(cfg: DistillConfig) -> Path:
     if soft_train.shape[1] != n:
         raise ValueError(f"teacher {cfg.teacher} gives {soft_train.shape[1]} classes, the data has {n}")
 
+    if template is not None:
+        train_split, val_split = aligned_splits(cfg, train_split, val_split, template)
+        if cfg.turned_copies:
+            train_split, soft_train = with_turned_copies(cfg, train_split, soft_train, template)
+
     from .model import augmentation, camera_augmentation
 
-    augment = {"standard": augmentation, "camera": camera_augmentation}[cfg.augment](cfg.seed)
+    augment = {"standard": augmentation, "camera": camera_augmentation,
+               "aligned": lambda seed: camera_augmentation(seed, aligned=True)}[cfg.augment](cfg.seed)
     size = (cfg.input_size, cfg.input_size)
 
     def indexed(split: Split) -> Split:  # labels replaced by indices, to look the targets up
@@ -351,7 +412,12 @@ def distill(cfg: DistillConfig) -> Path:
     if cfg.ckplus:
         from .datasets import load_ckplus
 
-        extra.append(_SecondValidation(load_ckplus(cfg.ckplus, train_split.labels), out))
+        ck = load_ckplus(cfg.ckplus, train_split.labels)
+        if template is not None:
+            from .align import aligned, with_points
+
+            ck = aligned(with_points(ck, cfg.yunet), template, cfg.input_size)
+        extra.append(_SecondValidation(ck, out))
     best = out / "best.keras"
     if _best_so_far(out, cfg.select) is None:  # the starting point is the bar to beat (a member: already good)
         start = model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -399,8 +465,15 @@ def add_parser(sub) -> None:
     p.add_argument("--peer", default=None, help="a second teacher: OpenCV Zoo's RAF-DB MobileFaceNet .onnx (with --ferplus)")
     p.add_argument("--peer-weight", type=float, default=d.peer_weight, help="the peer's share of the soft targets")
     p.add_argument("--yunet", default=d.yunet, help="YuNet .onnx aligning the faces for the peer")
-    p.add_argument("--augment", choices=("standard", "camera"), default=d.augment,
-                   help="camera: 3/4 views, infrared and low-light looks, blur, noise, glasses (converter.model)")
+    p.add_argument("--augment", choices=("standard", "camera", "aligned"), default=d.augment,
+                   help="camera: 3/4 views, infrared and low-light looks, blur, noise, glasses (converter.model); "
+                        "aligned: the same looks with the geometry of landmark jitter only (for --align five_points)")
+    p.add_argument("--align", choices=("box", "five_points"), default=d.align,
+                   help="five_points: every face cut by its five YuNet points onto FER-2013's mean points (the daemon's crop)")
+    p.add_argument("--turned-copies", type=int, default=d.turned_copies,
+                   help="with --align: extra copies of each training face turned in 3-D (10-45 degrees), 40 %% near-infrared")
+    p.add_argument("--peer-gate", choices=("none", "agreement"), default=d.peer_gate,
+                   help="agreement: each face's peer share scaled by how much the peer and the votes agree")
     p.add_argument("--hard-labels", choices=("majority", "original"), default=d.hard_labels,
                    help="with --ferplus: the hard label of the (1 - kd-weight) term: the votes' majority or FER-2013's own")
     p.add_argument("--class-balance", choices=("none", "sqrt"), default=d.class_balance)

@@ -226,13 +226,22 @@ def limit_split(split: Split, limit: int | None, seed: int = 1337) -> Split:
 def predict_split(
     predict: Predict, preprocessor: Preprocessor, split: Split, batch: int = 256, tta_flip: bool = False
 ) -> np.ndarray:
-    """(N, C) probabilities for every image of the split, fed in batches."""
+    """(N, C) probabilities for every image of the split, fed in batches; a model aligned by
+    five points gets each face cut by the split's landmarks (``converter.align.with_points``)
+    with the daemon's own crop."""
+    if preprocessor.aligns:
+        from .align import with_points
+
+        split = with_points(split)  # YuNet's points of each face, cached under build/landmarks
     outs: list[np.ndarray] = []
     x = np.empty((batch, *preprocessor.shape), dtype=preprocessor.dtype)
     for start in range(0, len(split), batch):
         n = min(batch, len(split) - start)
         for i in range(n):
-            preprocessor.prepare_face(split.image(start + i), out=x[i])
+            face = split.image(start + i)
+            if preprocessor.aligns:
+                face = preprocessor.aligned(face, split.points[start + i])
+            preprocessor.prepare_face(face, out=x[i])
         # flip averaging as the daemon does it: faces and mirrors in one call
         probs = mean_of_mirrors(predict(with_mirrors(x[:n]))) if tta_flip else predict(x[:n])
         outs.append(np.array(probs, dtype=np.float32))

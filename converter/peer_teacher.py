@@ -27,13 +27,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .align import Landmarker, filled, split_landmarks
 from .datasets import Split, file_sha256, images_key
 
 # ArcFace's 112×112 five-point template (eye centres, nose tip, mouth corners)
 TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float32
 )
-UPSCALE = 4  # 48 px faces → 192 px, where YuNet's smallest anchors find them
 PEER_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
@@ -46,18 +46,7 @@ class PeerTeacher:
             if not p.is_file():
                 raise FileNotFoundError(f"peer teacher file not found: {p}")
         self.net = cv2.dnn.readNet(str(self.peer))
-        self.det = cv2.FaceDetectorYN.create(str(self.yunet), "", (192, 192), 0.5, 0.3, 5)
-
-    def landmarks(self, grey: np.ndarray) -> np.ndarray | None:
-        """The five points of the most confident face, in the crop's pixels, or None."""
-        h, w = grey.shape[:2]
-        big = cv2.resize(grey, (w * UPSCALE, h * UPSCALE), interpolation=cv2.INTER_CUBIC)
-        self.det.setInputSize((w * UPSCALE, h * UPSCALE))
-        _, faces = self.det.detect(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
-        if faces is None or len(faces) == 0:
-            return None
-        best = faces[int(np.argmax(faces[:, -1]))]
-        return best[4:14].reshape(5, 2) / UPSCALE
+        self.landmarks = Landmarker(self.yunet)
 
     def probs(self, grey: np.ndarray, points: np.ndarray, mirror: bool = True) -> np.ndarray:
         """Probabilities (7,) of one face aligned by ``points``, averaged with its mirror image's
@@ -87,17 +76,13 @@ def peer_targets(split: Split, peer: str | Path, yunet: str | Path, cache: Path)
                 return z["probs"]
     teacher = PeerTeacher(peer, yunet)
     t0 = time.time()
-    images = [split.image(i) for i in range(len(split))]
-    points = [teacher.landmarks(g) for g in images]
-    found = [p for p in points if p is not None]
-    if not found:
-        raise ValueError(f"YuNet found no face in any image of {split.name}")
-    mean = np.mean(found, axis=0)
-    probs = np.stack([teacher.probs(g, p if p is not None else mean) for g, p in zip(images, points)])
-    missed = len(points) - len(found)
+    raw = split_landmarks(split, yunet, cache.with_name(f"landmarks_{split.name}.npz"))
+    points = filled(raw)
+    probs = np.stack([teacher.probs(split.image(i), points[i]) for i in range(len(split))])
+    missed = int(np.isnan(raw[:, 0, 0]).sum())
     acc = float(np.mean(probs.argmax(1) == split.y))
     print(f"peer targets for {split.name}: {len(probs)} faces in {time.time() - t0:.0f} s, "
           f"{missed} without landmarks (mean points used), agreement with the labels {acc:.4f}")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, probs=probs, key=json.dumps(key), missed=np.array([p is None for p in points]))
+    np.savez_compressed(cache, probs=probs, key=json.dumps(key), missed=np.isnan(raw[:, 0, 0]))
     return probs

@@ -252,8 +252,8 @@ def test_the_followed_face_rolled_by_25_degrees_is_classified_upright_by_its_mes
         rolls, probs = [], []
         real = pipe.model.classify
 
-        def spy(f, boxes, r=None):
-            p = real(f, boxes, r)
+        def spy(f, boxes, r=None, points=None):
+            p = real(f, boxes, r, points)
             rolls.append(r)
             probs.append(p[0])
             return p

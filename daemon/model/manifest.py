@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST_SCHEMA = 1
 
@@ -40,8 +40,22 @@ class Crop(_Open):
     margin: float = Field(0.0, ge=0.0, le=1.0, title="fraction of the box side added on each side")
     # Eye models: "box" cuts a square around each eye centre (the first CEW model); "eye_corners"
     # cuts each eye upright between its two corners, eye_widths wide (daemon/model/eye_crop.py).
-    align: Literal["box", "eye_corners"] = Field("box", title="how an eye patch is cut (eye models)")
+    # Emotion models: "box" (margin above, the face's roll turned back) or "five_points": the face
+    # mapped by its five landmarks onto ``template`` (daemon/model/face_align.py).
+    align: Literal["box", "eye_corners", "five_points"] = Field("box", title="how the patch is cut")
     eye_widths: float = Field(1.6, gt=0.5, le=4.0, title="eye_corners: the patch side in eye widths")
+    template: list[list[float]] | None = Field(
+        None, title="five_points: eye centres, nose tip, mouth corners as fractions of the input side")
+
+    @model_validator(mode="after")
+    def _template(self) -> "Crop":
+        if self.align == "five_points":
+            t = self.template
+            if t is None or len(t) != 5 or any(len(p) != 2 or not (0.0 <= p[0] <= 1.0 and 0.0 <= p[1] <= 1.0) for p in t):
+                raise ValueError("crop.align five_points needs crop.template: five [x, y] fractions of the side")
+            if not t[1][0] > t[0][0]:
+                raise ValueError("crop.template: the second eye (the person's left) must be right of the first")
+        return self
 
 
 class Trust(_Open):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..types import Box
+from .face_align import aligned_face, valid_points
 from .manifest import Manifest
 
 
@@ -87,6 +88,9 @@ class Preprocessor:
         self.gray = spec.channels == 1
         self.rgb = spec.color == "rgb"
         self.margin = manifest.crop.margin
+        crop = manifest.crop
+        self.template = np.asarray(crop.template, np.float64) if crop.align == "five_points" else None
+        self.unaligned = 0  # faces of an aligned model cut by their box: no valid landmarks
         self.lut = build_lut(manifest, dtype)
         self.dtype = self.lut.dtype
         self.shape = (spec.height, spec.width, spec.channels)
@@ -125,11 +129,23 @@ class Preprocessor:
         m[:, 2] -= (x0, y0)
         return cv2.warpAffine(frame, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
+    @property
+    def aligns(self) -> bool:
+        """The manifest cuts faces by their five landmarks (``crop.align: five_points``)."""
+        return self.template is not None
+
+    def aligned(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The face cut by its five points onto the manifest's template (``face_align``)."""
+        return aligned_face(image, points, self.template, self.size[0])
+
     def prepare(self, frame: np.ndarray, boxes: Sequence[Box], mirror: bool = False,
-                rolls: Sequence[float | None] | None = None) -> np.ndarray:
+                rolls: Sequence[float | None] | None = None,
+                points: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         """All faces of a frame → one batch (then, with ``mirror``, the same faces mirrored, for
-        flip averaging in the same invoke). ``rolls`` (one per box, ``eye_roll``'s degrees or
-        None): a face rolled by ``UPRIGHT_MIN_ROLL`` or more is turned upright first. The
+        flip averaging in the same invoke). A model whose manifest aligns by five points gets
+        each face cut by its ``points`` (one (5, 2) array or None per box); a face without valid
+        points, or a model cut by the box, gets the box's square, turned upright first when its
+        ``rolls`` entry (``eye_roll``'s degrees or None) is ``UPRIGHT_MIN_ROLL`` or more. The
         returned array is reused by the next call."""
         n = len(boxes)
         rows = 2 * n if mirror else n
@@ -137,6 +153,12 @@ class Preprocessor:
             self._batch = np.empty((rows, *self.shape), dtype=self.dtype)
         batch = self._batch[:rows]
         for i, box in enumerate(boxes):
+            pts = points[i] if points is not None else None
+            if self.template is not None and valid_points(pts):
+                self.prepare_face(self.aligned(frame, pts), out=batch[i])
+                continue
+            if self.template is not None:
+                self.unaligned += 1
             roll = rolls[i] if rolls is not None else None
             if roll is not None and abs(roll) >= UPRIGHT_MIN_ROLL:
                 face = self.crop_upright(frame, box, roll)

@@ -322,12 +322,13 @@ class TfliteModel:
         interp.invoke()
         return _dequantize(interp.get_tensor(self._output["index"])[:n], self._output)
 
-    def classify(self, frame: np.ndarray, boxes: Sequence[Box], rolls: Sequence[float | None] | None = None) -> np.ndarray:
+    def classify(self, frame: np.ndarray, boxes: Sequence[Box], rolls: Sequence[float | None] | None = None,
+                 points: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         """Every face of a frame in one batch → (N, classes) probabilities in ``self.labels`` order;
-        ``rolls`` (degrees, one per box, or None) turns tilted faces upright (``Preprocessor.prepare``)."""
-        if not self.flip_average:
-            return self.predict(self.preprocessor.prepare(frame, boxes, rolls=rolls))
-        return mean_of_mirrors(self.predict(self.preprocessor.prepare(frame, boxes, mirror=True, rolls=rolls)))
+        ``points`` (five landmarks per box, or None) cut the faces of a model aligned by them,
+        ``rolls`` (degrees, one per box, or None) turn the others upright (``Preprocessor.prepare``)."""
+        batch = self.preprocessor.prepare(frame, boxes, mirror=self.flip_average, rolls=rolls, points=points)
+        return mean_of_mirrors(self.predict(batch)) if self.flip_average else self.predict(batch)
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig) -> "TfliteModel":

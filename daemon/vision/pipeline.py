@@ -323,7 +323,7 @@ class Pipeline:
             if due:
                 t0 = self._enter("classify")
                 rolls = [eye_roll(tr.landmarks) for tr in due] if self.upright else None
-                probs = self.model.classify(frame.image, [tr.box for tr in due], rolls)
+                probs = self.model.classify(frame.image, [tr.box for tr in due], rolls, points=[tr.landmarks for tr in due])
                 self._leave("classify", t0)
                 for tr, p in zip(due, probs):
                     self.tracker.smooth(tr, p)
