@@ -95,7 +95,8 @@ def test_the_shipped_float_sibling_chosen_again_gives_its_manifests_figures():
     ck = load_ckplus(shared_file("ckplus48"), test.labels)
     model = load_network(fp16, 7)
     assert identity_batchnorms(model)  # read from TFLite: weights that can be mixed
-    out = network_outputs(model, fp16.name, targets.split.subset(np.flatnonzero(has)), ck)
+    out = network_outputs(model, fp16.name, targets.split.subset(np.flatnonzero(has)), ck,
+                          template=manifest["crop"].get("template"))  # cut as its manifest says
     prior = np.array([manifest["output_balance"]["prior"][c] for c in test.labels])
     tau = manifest["output_balance"]["tau"]
     (point,) = sweep([out], targets.majority[has], ck.y, test.labels, prior, taus=(tau,)).points

@@ -73,7 +73,7 @@ def test_classification_is_rate_limited_and_spread_over_frames():
     pipe = Pipeline.from_config(cfg)
     calls: list[int] = []
     real = pipe.model.classify
-    pipe.model.classify = lambda image, boxes, rolls=None: (calls.append(len(boxes)), real(image, boxes, rolls))[1]
+    pipe.model.classify = lambda image, boxes, rolls=None, points=None: (calls.append(len(boxes)), real(image, boxes, rolls, points))[1]
     frames = read_frames(STREET)
     per_track: dict[int, list[float]] = {}
     faces = 0

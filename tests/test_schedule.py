@@ -80,9 +80,9 @@ def test_pipeline_with_eight_tracked_faces_bounds_classify_calls_per_second(tmp_
     classified: list[int] = []
     real = pipe.model.classify
 
-    def counting(frame, boxes, rolls=None):
+    def counting(frame, boxes, rolls=None, points=None):
         classified.append(len(boxes))
-        return real(frame, boxes, rolls)
+        return real(frame, boxes, rolls, points)
 
     pipe.model.classify = counting
     rng = np.random.default_rng(0)
