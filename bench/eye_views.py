@@ -118,8 +118,6 @@ def main() -> int:
                 for i, im in enumerate(frames):
                     t = i / fps
                     label = next((s for a, b, s in eyes if a <= t <= b), None)
-                    if first is None and view_name == "as filmed":
-                        pass
                     face_at = None
                     if view.face_px or view.yaw:
                         face_at = _face(first, i)

@@ -234,27 +234,11 @@ def train_eyes_clips(cfg: EyesTrainConfig) -> Manifest:
                   class_weight=weights, verbose=2)
     print(f"trained {model.count_params():,} parameters in {time.time() - t0:.0f} s")
 
-    float_manifest = eye_manifest(corners=True)
     rep = Split("representative", LABELS3, y_train, pixels=x_train)
-    model_bytes = to_tflite(model, "int8", representative_faces(rep, float_manifest, 1000, cfg.seed))
-    manifest = float_manifest.model_copy(update={"quantization": quantization_of(model_bytes, "int8")})
-    int8 = TfliteModel("<eye_state int8>", threads=1, content=model_bytes, manifest=manifest)
-    floating = evaluate_keras(model, float_manifest, test)
-    quantized = evaluate_tflite(int8, test)
-    m = quantized.metrics
-    metrics = Metrics(
-        split="cew stem-held-out test (closed/open faces; 'unreadable' answers count as wrong)",
-        accuracy=m.accuracy,
-        macro_recall=m.macro_recall,
-        per_class_recall=m.per_class(m.recall),
-        float_agreement=agreement(quantized.predictions, floating.predictions),
-    )
-    metrics.float_accuracy = floating.metrics.accuracy
-    metrics.size_bytes = len(model_bytes)
-    metrics.latency_ms = latency_ms(int8, test.image(0), runs=500)
-    metrics.latency_note = "median invoke, 1 patch, ai_edge_litert, 1 thread"
-    metrics.clips_note = "per yaw band, eye size and night on held-out people: python bench/eye_views.py (bench/RESULTS.md)"
-    manifest.metrics = metrics
+    model_bytes, manifest, float_accuracy = quantise_and_measure(
+        model, eye_manifest(corners=True), rep, 1000, test, cfg.seed,
+        "cew stem-held-out test (closed/open faces; 'unreadable' answers count as wrong)")
+    manifest.metrics.clips_note = "per yaw band, eye size and night on held-out people: python bench/eye_views.py (bench/RESULTS.md)"
     from .eye_data import HELD_OUT, TRAIN_CLIPS
 
     manifest.training = {
@@ -269,7 +253,32 @@ def train_eyes_clips(cfg: EyesTrainConfig) -> Manifest:
         "seed": cfg.seed,
         "command": "python -m converter " + shlex.join(sys.argv[1:]),
     }
-    return _write(cfg, model_bytes, manifest, floating.metrics.accuracy)
+    return _write(cfg, model_bytes, manifest, float_accuracy)
+
+
+def quantise_and_measure(model, float_manifest: Manifest, representative: Split, n_rep: int, test: Split,
+                         seed: int, split_note: str) -> tuple[bytes, Manifest, float]:
+    """The trained eye model as int8 (calibrated on ``n_rep`` patches of ``representative`` through
+    the daemon's Preprocessor), its manifest and metrics on ``test``, and the float accuracy."""
+    model_bytes = to_tflite(model, "int8", representative_faces(representative, float_manifest, n_rep, seed))
+    manifest = float_manifest.model_copy(update={"quantization": quantization_of(model_bytes, "int8")})
+    int8 = TfliteModel("<eye_state int8>", threads=1, content=model_bytes, manifest=manifest)
+    floating = evaluate_keras(model, float_manifest, test)
+    quantized = evaluate_tflite(int8, test)
+    m = quantized.metrics
+    metrics = Metrics(
+        split=split_note,
+        accuracy=m.accuracy,
+        macro_recall=m.macro_recall,
+        per_class_recall=m.per_class(m.recall),
+        float_agreement=agreement(quantized.predictions, floating.predictions),
+    )
+    metrics.float_accuracy = floating.metrics.accuracy
+    metrics.size_bytes = len(model_bytes)
+    metrics.latency_ms = latency_ms(int8, test.image(0), runs=500)
+    metrics.latency_note = "median invoke, 1 patch, ai_edge_litert, 1 thread"
+    manifest.metrics = metrics
+    return model_bytes, manifest, floating.metrics.accuracy
 
 
 def _write(cfg: EyesTrainConfig, model_bytes: bytes, manifest: Manifest, float_accuracy: float) -> Manifest:
@@ -316,25 +325,8 @@ def train_eyes_cew(cfg: EyesTrainConfig) -> Manifest:
     model.fit(train_ds, epochs=cfg.epochs, verbose=2)
     print(f"trained {model.count_params():,} parameters in {time.time() - t0:.0f} s")
 
-    float_manifest = eye_manifest()
-    model_bytes = to_tflite(model, "int8", representative_faces(train, float_manifest, 500, cfg.seed))
-    manifest = float_manifest.model_copy(update={"quantization": quantization_of(model_bytes, "int8")})
-    int8 = TfliteModel("<eye_state int8>", threads=1, content=model_bytes, manifest=manifest)
-    floating = evaluate_keras(model, float_manifest, test)
-    quantized = evaluate_tflite(int8, test)
-    m = quantized.metrics
-    metrics = Metrics(
-        split="cew stem-held-out test",
-        accuracy=m.accuracy,
-        macro_recall=m.macro_recall,
-        per_class_recall=m.per_class(m.recall),
-        float_agreement=agreement(quantized.predictions, floating.predictions),
-    )
-    metrics.float_accuracy = floating.metrics.accuracy
-    metrics.size_bytes = len(model_bytes)
-    metrics.latency_ms = latency_ms(int8, test.image(0), runs=500)
-    metrics.latency_note = "median invoke, 1 patch, ai_edge_litert, 1 thread"
-    manifest.metrics = metrics
+    model_bytes, manifest, float_accuracy = quantise_and_measure(
+        model, eye_manifest(), train, 500, test, cfg.seed, "cew stem-held-out test")
     manifest.training = {
         "data": "CEW (Closed Eyes In The Wild, Song et al. 2014), 24x24 grey eye patches; research use only",
         "split": f"{cfg.test_fraction:g} of face stems per class held out as test (seed {cfg.seed}), both eyes of a face on one side",
@@ -344,8 +336,7 @@ def train_eyes_cew(cfg: EyesTrainConfig) -> Manifest:
         "seed": cfg.seed,
         "command": "python -m converter " + shlex.join(sys.argv[1:]),
     }
-
-    return _write(cfg, model_bytes, manifest, floating.metrics.accuracy)
+    return _write(cfg, model_bytes, manifest, float_accuracy)
 
 
 def add_parser(sub) -> None:

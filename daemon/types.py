@@ -55,6 +55,10 @@ class FaceState:
     # The 468 FaceMesh points (frame pixels) when the head_pose signal ran on this face in this
     # frame: the gaze signal crops the eyes from them. Never published.
     mesh: np.ndarray | None = field(compare=False, repr=False)
+    # The eye signal found both eyes hidden in this frame (dark glasses, a hand: the eye model
+    # sure they are unreadable, or the patches flat): the gaze signal, which runs after it, then
+    # reads nothing (MediaPipe Iris draws an open eye on a dark lens). Never published.
+    eyes_hidden: bool = field(compare=False, repr=False)
 
     def __init__(self, track_id: int, box: Box, probs: np.ndarray | None, label: str | None, confidence: float,
                  primary: bool = False, landmarks: np.ndarray | None = None,
@@ -63,6 +67,7 @@ class FaceState:
         self.primary, self.landmarks = primary, landmarks
         self.signals = {**(signals or {}), **signal_values}
         self.mesh = None
+        self.eyes_hidden = False
 
     def signal(self, name: str) -> SignalValue:
         """The value of one signal on this face; None when it was not measured."""

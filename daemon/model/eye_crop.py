@@ -75,36 +75,27 @@ def cut_eyes(frame: np.ndarray, corners: np.ndarray, side: int, eye_widths: floa
         m = eye_transform(corners[k], side, eye_widths, mirror=k == 1)
         if m is None:
             return None
-        src = frame
         scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # patch pixels per frame pixel
-        # Shrinking more than 2x: cut the eye's neighbourhood, area-average it down to twice the
-        # patch's resolution, then warp (one bilinear warp would skip most pixels and alias).
-        region = None
+        src = None
         if scale < 0.5:
-            width = side / scale
+            # Shrinking more than 2x: cut the eye's neighbourhood, area-average it down to twice
+            # the patch's resolution, then warp (one bilinear warp would skip most pixels and alias).
             cx, cy = cv2.invertAffineTransform(m) @ np.array([side / 2.0, side / 2.0, 1.0])
-            r = int(np.ceil(width * 0.75))
+            r = int(np.ceil(side / scale * 0.75))
             x0, y0 = max(0, int(cx) - r), max(0, int(cy) - r)
             x1, y1 = min(frame.shape[1], int(cx) + r), min(frame.shape[0], int(cy) + r)
             if x1 - x0 >= 2 and y1 - y0 >= 2:
                 k_down = 0.5 / scale
-                sub = frame[y0:y1, x0:x1]
                 size = (max(1, round((x1 - x0) / k_down)), max(1, round((y1 - y0) / k_down)))
-                src = cv2.resize(sub, size, interpolation=cv2.INTER_AREA)
-                shift = np.array([[k_down, 0.0, x0], [0.0, k_down, y0], [0.0, 0.0, 1.0]])
-                m = m @ shift  # patch <- frame <- reduced region
-                region = src
-        if region is None:
-            src = frame
+                src = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+                m = m @ np.array([[k_down, 0.0, x0], [0.0, k_down, y0], [0.0, 0.0, 1.0]])  # patch <- frame <- reduced region
+        if src is None:
+            # only the rows and columns the warp reads (a whole frame's grey conversion is not this stage's to pay)
+            ys, xs = _bounds(m, side, frame.shape)
+            src = frame[ys, xs]
+            m = m @ np.array([[1.0, 0.0, xs.start], [0.0, 1.0, ys.start], [0.0, 0.0, 1.0]])
         if src.ndim == 3:
-            # grey first on the small source only (a whole frame's conversion is not this stage's to pay)
-            if region is None:
-                ys, xs = _bounds(m, side, frame.shape)
-                sub = cv2.cvtColor(frame[ys, xs], cv2.COLOR_BGR2GRAY)
-                m = m @ np.array([[1.0, 0.0, xs.start], [0.0, 1.0, ys.start], [0.0, 0.0, 1.0]])
-                src = sub
-            else:
-                src = cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)
+            src = cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)
         out[k] = cv2.warpAffine(src, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 

@@ -33,13 +33,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .eye_crop import corners_from_mesh, eye_transform, eye_widths_px
 from .tflite import ModelError, _litert
 
 _SIZE = 64
 _CROP_PER_EYE_WIDTH = 2.3  # MediaPipe's ROI scale
-# FaceMesh eye corners (outer, inner) of the image-left eye (the subject's right) and the
-# image-right eye; the second one is mirrored for the model.
-EYE_CORNERS = ((33, 133), (263, 362))
 _LOWER = slice(1, 8)
 _UPPER = slice(9, 16)
 
@@ -85,18 +83,14 @@ class IrisModel:
         """Both eyes (image-left first) of the face whose FaceMesh landmarks (frame pixels)
         are ``mesh``; None when an eye is degenerate (corners on top of each other)."""
         mats = []
-        for k, (outer, inner) in enumerate(EYE_CORNERS):
-            a, b = mesh[outer, :2].astype(np.float64), mesh[inner, :2].astype(np.float64)
-            left, right = (a, b) if a[0] <= b[0] else (b, a)
-            width = float(np.hypot(*(right - left)))
-            if width < 2.0:
+        corners = corners_from_mesh(mesh)
+        if float(eye_widths_px(corners).min()) < 2.0:
+            return None
+        for k in range(2):
+            # the eye-state model's crop contract, at MediaPipe's scale (mirrored: the model knows one eye only)
+            m = eye_transform(corners[k], _SIZE, _CROP_PER_EYE_WIDTH, mirror=k == 1)
+            if m is None:
                 return None
-            c = (left + right) / 2
-            angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
-            m = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), angle, _SIZE / (_CROP_PER_EYE_WIDTH * width))
-            m[:, 2] += (_SIZE / 2 - c[0], _SIZE / 2 - c[1])
-            if k == 1:  # mirrored: the model knows one eye only
-                m = np.array([[-1.0, 0.0, _SIZE], [0.0, 1.0, 0.0]]) @ np.vstack([m, (0.0, 0.0, 1.0)])
             crop = cv2.warpAffine(frame_bgr, m, (_SIZE, _SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             cv2.cvtColor(crop, cv2.COLOR_BGR2RGB if crop.ndim == 3 else cv2.COLOR_GRAY2RGB, dst=self._rgb)
             np.multiply(self._rgb, np.float32(1.0 / 255.0), out=self._input[k])

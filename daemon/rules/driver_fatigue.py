@@ -50,7 +50,7 @@ from pydantic import Field, model_validator
 
 from ..types import Event, Observation
 from .base import Escalation, Held, Hysteresis, Rule, RuleBase, Seconds, Share
-from .eyes import MODEL_CLOSED, MODEL_OPEN, YAWN_MAR, YAWN_MIN_S
+from .eyes import ESTABLISHED_S, MODEL_CLOSED, MODEL_OPEN, YAWN_MAR, YAWN_MIN_S
 from .head import HeadTracker, HeadZoneConfig, has_pose_signal
 
 # Euro NCAP continuous-closure timings.
@@ -79,9 +79,11 @@ RELEASE_S = 2.0  # eyes open this long (and PERCLOS recovered) ends the alert
 SAMPLE_HOLD_MAX_S = 0.5
 # Unknown eye state for longer than this breaks a closure (the face or eyes were lost).
 UNKNOWN_BREAK_S = 1.0
-# ... but a closure already a microsleep long with the lids seen shut is a doze: the head that
-# drops with it loses the face for a moment (about a second in a dozing driver's night cabin),
-# and the closure goes on through a gap up to this long.
+# ... but an established closure (closed frames for rules/eyes.py's ESTABLISHED_S, the lids seen
+# shut; not two shut frames with unknown ones between them, as a dashcam's head sweep gives) is a
+# doze: the head that drops with it loses the face for a moment (about a second in a dozing
+# driver's night cabin; 1.2 s in tests/test_eyes_any_angle.py's night doze, which began 0.95 s
+# before the face was lost, under a microsleep), and the closure goes on through a gap up to this long.
 DOZE_UNKNOWN_BREAK_S = 2.0
 # Drowsiness signs counted over a rolling window (KSS-like drowsy level).
 DROWSY_WINDOW_S = 300.0
@@ -267,6 +269,7 @@ class DriverFatigue(Rule):
         self._shut = False  # this frame's lids were seen shut
         self._frames = 0  # frames of the closure going on
         self._shut_frames = 0  # ... of which with the lids seen shut
+        self._closed_s = 0.0  # ... and the time they stand for
         self.yawns = Yawns(cfg.yawn_mar, cfg.yawn_min_s, cfg.yawn_width_ratio)
         self.yawn_times: deque[float] = deque()
         self.long_blinks: deque[float] = deque()
@@ -366,14 +369,17 @@ class DriverFatigue(Rule):
         self.add_to_perclos(t, dt, closed)
         # Looking away ends a closure at once (the lids dropped for the glance, not for sleep);
         # a merely unreadable frame leaves it running for up to UNKNOWN_BREAK_S.
-        doze = self.closure.seconds >= self.cfg.microsleep_s and self.seen_shut()
+        # a doze: closed frames (not unknown ones between two shut frames) for ESTABLISHED_S
+        doze = self._closed_s >= ESTABLISHED_S and self.seen_shut()
         closure_s = self.closure.update(False if self.head_away else closed, t,
                                         DOZE_UNKNOWN_BREAK_S if doze else UNKNOWN_BREAK_S)
         if self.closure.since is None:
             self._frames = self._shut_frames = 0
+            self._closed_s = 0.0
         elif closed:
             self._frames += 1
             self._shut_frames += self._shut
+            self._closed_s += dt
         self.count_microsleeps(closure_s, t)
         self.count_signs(obs, closure_s)
         perclos = self.perclos.value(t)

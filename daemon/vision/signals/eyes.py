@@ -35,6 +35,16 @@ RIGHT_EYE, LEFT_EYE = 0, 1
 EYES_CLOSED_AT = 0.5
 # Both eyes readable (open or closed) with less than this probability: the eyes are unreadable.
 UNREADABLE_AT = 0.5
+# Both eyes called unreadable at least this sure, and dark against the face around them: dark
+# glasses, so the eyelid contour is not believed either (MediaPipe Iris draws an open eye on a
+# lens). Painted dark lenses with a highlight on eyes_shut_desk (tests/test_eyes_any_angle.py):
+# unreadable 0.97-1.0 on every frame, the eye's centre 0.22-0.25 as bright as the square four eye
+# widths around it. The model is that sure on bare eyes too (small, dim, turned: 13 of 61 frames
+# of street_multiface's dashcam view, 83 of 199 of mouth_open's night view), but there the ratio
+# is 0.58-1.3, and the contour still reads them.
+HIDDEN_AT = 0.9
+HIDDEN_DARK = 0.45
+SURROUND_EYE_WIDTHS = 4.0
 
 
 class EyesConfig(SignalConfig):
@@ -133,6 +143,22 @@ class EyeStateEstimator:
         probs = self.read(frame_bgr, box, landmarks, mesh)
         return None if probs is None else self.combine(probs)
 
+    def hidden(self, probs: np.ndarray | None, frame_bgr: np.ndarray, mesh: np.ndarray | None) -> bool:
+        """Both eyes hidden behind dark glasses: the model is sure both are unreadable
+        (``HIDDEN_AT``) and they are dark against the face around them (``HIDDEN_DARK``). Flat
+        patches are not enough (a small night face's eyes are flat to the model, and the contour
+        still reads them; a flat lens is flat to the contour's own test too)."""
+        if probs is None or self.unreadable is None or mesh is None or float(probs[:, self.unreadable].min()) < HIDDEN_AT:
+            return False
+        from ...model.eye_crop import corners_from_mesh, cut_eyes
+
+        corners = corners_from_mesh(mesh)
+        eyes, around = cut_eyes(frame_bgr, corners, self.side, self.eye_widths), cut_eyes(frame_bgr, corners, self.side, SURROUND_EYE_WIDTHS)
+        if eyes is None or around is None:
+            return False
+        q = self.side // 4
+        return float(eyes[:, q:-q, q:-q].mean()) < HIDDEN_DARK * max(float(around.mean()), 1.0)
+
     def combine(self, probs: np.ndarray) -> float | None:
         """Both eyes' probabilities → the closed probability among readable outcomes, each eye
         weighted by how readable the model finds it; None when neither eye is readable."""
@@ -192,7 +218,9 @@ class EyeClosure(FaceSignal):
         trust = self.estimator.trusted(face.signal("head_pose"))
         if trust == "no":
             return None  # a pose the model was not shown to hold at: unknown, not a guess
-        p = self.estimator.closed_prob(frame_bgr, face.box, face.landmarks, face.mesh)
+        probs = self.estimator.read(frame_bgr, face.box, face.landmarks, face.mesh)
+        face.eyes_hidden = self.estimator.hidden(probs, frame_bgr, face.mesh)
+        p = None if probs is None else self.estimator.combine(probs)
         if p is not None and trust == "ends":
             t = self.estimator.model.manifest.trust
             if t.turned_open_at < p < t.turned_closed_at:

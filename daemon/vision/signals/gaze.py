@@ -97,6 +97,8 @@ class Gaze(FaceSignal):
         pose = face.signal("head_pose")
         if face.mesh is None or not isinstance(pose, dict):
             return None
+        if face.eyes_hidden:
+            return None  # the eye signal found them hidden: Iris would draw an open eye on a dark lens
         eyes = self.model.read(frame_bgr, face.mesh)
         if eyes is None:
             return None
