@@ -87,7 +87,8 @@ def template_from(points: np.ndarray, side: int) -> list[list[float]]:
     """The mean five points of a set of ``side``-px faces, as fractions of the side (the
     manifest's ``crop.template``), rounded to 4 places."""
     found = points[~np.isnan(points[:, 0, 0])]
-    return np.round(found.mean(axis=0) / side, 4).tolist()
+    # in float64: float32 means written to JSON carry noise (0.310699999332428 for 0.3107)
+    return np.round(found.mean(axis=0, dtype=np.float64) / side, 4).tolist()
 
 
 def cached_landmarks(split: Split, yunet: str | Path = YUNET, cache_dir: Path = CACHE) -> np.ndarray:
