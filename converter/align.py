@@ -73,7 +73,7 @@ def split_landmarks(split: Split, yunet: str | Path, cache: Path) -> np.ndarray:
     return pts
 
 
-def filled(points: np.ndarray, side: float | None = None) -> np.ndarray:
+def filled(points: np.ndarray) -> np.ndarray:
     """The points with the faces YuNet missed given the set's mean points."""
     found = ~np.isnan(points[:, 0, 0])
     if not found.any():
@@ -87,7 +87,13 @@ def template_from(points: np.ndarray, side: int) -> list[list[float]]:
     """The mean five points of a set of ``side``-px faces, as fractions of the side (the
     manifest's ``crop.template``), rounded to 4 places."""
     found = points[~np.isnan(points[:, 0, 0])]
-    return np.round(found.mean(axis=0) / side, 4).tolist()
+    # in float64: float32 means written to JSON carry noise (0.310699999332428 for 0.3107)
+    return np.round(found.mean(axis=0, dtype=np.float64) / side, 4).tolist()
+
+
+def cached_landmarks(split: Split, yunet: str | Path = YUNET, cache_dir: Path = CACHE) -> np.ndarray:
+    """``split_landmarks`` in the one cache every user shares (``build/landmarks``), by split and images."""
+    return split_landmarks(split, yunet, cache_dir / f"landmarks_{split.name}_{images_key(split)[:12]}.npz")
 
 
 def with_points(split: Split, yunet: str | Path = YUNET, cache_dir: Path = CACHE) -> Split:
@@ -95,15 +101,13 @@ def with_points(split: Split, yunet: str | Path = YUNET, cache_dir: Path = CACHE
     crop; unchanged if it has them."""
     if split.points is not None:
         return split
-    name = f"landmarks_{split.name}_{images_key(split)[:12]}.npz"
-    return dataclasses.replace(split, points=filled(split_landmarks(split, yunet, cache_dir / name)))
+    return dataclasses.replace(split, points=filled(cached_landmarks(split, yunet, cache_dir)))
 
 
 def fer_template(split: Split, yunet: str | Path = YUNET, cache_dir: Path = CACHE) -> list[list[float]]:
     """The template of the manifest: the mean five points of ``split``'s faces (FER-2013's
     training faces, all one size), as fractions of their side."""
-    name = f"landmarks_{split.name}_{images_key(split)[:12]}.npz"
-    return template_from(split_landmarks(split, yunet, cache_dir / name), split.image(0).shape[0])
+    return template_from(cached_landmarks(split, yunet, cache_dir), split.image(0).shape[0])
 
 
 def aligned(split: Split, template, side: int) -> Split:

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import Landmarker, filled, split_landmarks
+from .align import Landmarker, cached_landmarks, filled
 from .datasets import Split, file_sha256, images_key
 
 # ArcFace's 112×112 five-point template (eye centres, nose tip, mouth corners)
@@ -76,7 +76,7 @@ def peer_targets(split: Split, peer: str | Path, yunet: str | Path, cache: Path)
                 return z["probs"]
     teacher = PeerTeacher(peer, yunet)
     t0 = time.time()
-    raw = split_landmarks(split, yunet, cache.with_name(f"landmarks_{split.name}.npz"))
+    raw = cached_landmarks(split, yunet)  # the same points the aligned crop uses, found once
     points = filled(raw)
     probs = np.stack([teacher.probs(split.image(i), points[i]) for i in range(len(split))])
     missed = int(np.isnan(raw[:, 0, 0]).sum())

@@ -98,6 +98,8 @@ def test_stats_and_camera_status(talking_head):
     stats = talking_head.payloads("stats")
     assert stats, "no stats message"
     assert stats[-1]["frames"] > 0 and stats[-1]["delegate"] == "cpu"
+    # the default cuts faces by their five points; a followed talking head always has them
+    assert stats[-1]["faces_unaligned"] == 0 and stats[-1]["faces"] >= 1
     assert any(s["broker_connected"] for s in stats)
     assert b"online" in talking_head.plain("camera/status")
 

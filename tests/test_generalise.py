@@ -179,8 +179,9 @@ def test_the_balance_and_a_class_offset_add_up_in_the_classifiers_bias():
 
 
 def test_the_default_reads_posed_lab_faces_as_its_card_says_and_better_than_the_alternative():
-    """CK+48 through the daemon's own classifier: the default meets issue 33's bar (78 %, every
-    class 40 %) and finds the anger and fear that the FER+ alternative calls neutral or sad."""
+    """CK+48 through the daemon's own classifier (the default cuts each face by its five points):
+    the default meets issue 42's bar (80 %, every class 50 %) and finds the anger and fear that the
+    FER+ alternative calls neutral or sad."""
     from converter.datasets import load_ckplus
     from converter.evaluate import evaluate_tflite, load_tflite
 
@@ -193,6 +194,6 @@ def test_the_default_reads_posed_lab_faces_as_its_card_says_and_better_than_the_
     wild, ferplus = scores["emotion_wild.tflite"], scores["emotion_ferplus.tflite"]
     recorded = json.loads((REPO / "models" / "emotion_wild.json").read_text())["metrics_ckplus"]
     assert wild["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.005)
-    assert wild["accuracy"] >= 0.78
-    assert min(v for k, v in wild.items() if k != "accuracy") >= 0.40
+    assert wild["accuracy"] >= 0.80
+    assert min(v for k, v in wild.items() if k != "accuracy") >= 0.50
     assert wild["angry"] > ferplus["angry"] + 0.2 and wild["fear"] > ferplus["fear"] + 0.2

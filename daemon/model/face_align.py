@@ -15,8 +15,6 @@ the daemon cannot disagree about the crop.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import cv2
 import numpy as np
 
@@ -98,10 +96,3 @@ def warp_filled(image: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
     fill = cv2.GaussianBlur(out, (0, 0), side / 16.0)
     return np.clip(inside * out + (1.0 - inside) * fill + 0.5, 0, 255).astype(np.uint8)
 
-
-def mean_points(points: Sequence[np.ndarray | None]) -> np.ndarray:
-    """The mean of the valid five-point sets (the template of a set of faces, in their pixels)."""
-    found = [np.asarray(p, np.float64)[:5, :2] for p in points if valid_points(p)]
-    if not found:
-        raise ValueError("no valid landmarks to average")
-    return np.mean(found, axis=0)

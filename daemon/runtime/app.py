@@ -227,6 +227,7 @@ class Daemon:
             "frames_converted": r.source.converted if r else 0,
             "faces": r.faces if r else 0,
             "faces_skipped": dict(self.stats.faces_skipped),
+            "faces_unaligned": r.pipeline.model.preprocessor.unaligned if r else 0,
             "latency_ms": self.stats.latency(),
             "rss_mb": current,
             "peak_rss_mb": peak,
