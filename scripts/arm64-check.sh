@@ -159,9 +159,12 @@ EOF
 if run_arm "$M" "$CPU" /bin/sh -c "cd /w/emotiond && emotiond analyze /w/out/frames -c same_model.yaml --results /w/out/arm_frames.csv" >/dev/null 2>&1; then
   # The float models (FaceMesh, Iris) agree to rounding; the int8 emotion model runs XNNPACK's
   # Arm dotprod kernels here and VNNI (or AVX2) ones on the host, whose requantisation rounds
-  # differently: measured up to 0.053 in a probability, so a label may flip where two classes are that close.
+  # differently: measured up to 0.053 in a probability with the box crop, 0.072 with the default's
+  # five-point crop (which follows YuNet's float points, not a rounded box, so any last-digit
+  # difference between the builds moves the face by a fraction of a pixel). A label may flip only where the top two
+  # are closer than twice the probability tolerance (each can move by it): --label-margin 0.16.
   if "$PY" scripts/compare_results.py "$RUN/host_frames.csv" "$M/w/out/arm_frames.csv" --prefix "same frames ($(ls "$M/w/out/frames" | wc -l) PNG): " \
-       --box-px 1 --prob 0.08 --eye 0.03 --pose-deg 0.2 --gaze-deg 1 --openness 0.01 --labels 0 --label-margin 0.1; then :; else FAILED=1; fi
+       --box-px 1 --prob 0.08 --eye 0.03 --pose-deg 0.2 --gaze-deg 1 --openness 0.01 --labels 0 --label-margin 0.16; then :; else FAILED=1; fi
 else
   report FAIL "emotiond analyze of the frames on arm64"
 fi
