@@ -55,9 +55,9 @@ class FaceState:
     # The 468 FaceMesh points (frame pixels) when the head_pose signal ran on this face in this
     # frame: the gaze signal crops the eyes from them. Never published.
     mesh: np.ndarray | None = field(compare=False, repr=False)
-    # The eye signal found both eyes hidden in this frame (dark glasses, a hand: the eye model
-    # sure they are unreadable, or the patches flat): the gaze signal, which runs after it, then
-    # reads nothing (MediaPipe Iris draws an open eye on a dark lens). Never published.
+    # The eye signal found both eyes hidden in this frame (dark glasses: the eye model sure they
+    # are unreadable, and they are dark against the face around them): the gaze signal, which runs
+    # after it, then reads nothing (MediaPipe Iris draws an open eye on a dark lens). Never published.
     eyes_hidden: bool = field(compare=False, repr=False)
 
     def __init__(self, track_id: int, box: Box, probs: np.ndarray | None, label: str | None, confidence: float,
