@@ -55,6 +55,12 @@ def test_a_face_turned_and_scaled_in_the_frame_is_cut_to_the_same_patch():
     found = Landmarker(YUNET)(rolled)
     assert found is not None
     assert np.abs(found[:2] - np.array(TEMPLATE[:2]) * 48).max() < 3.0
+    # a grey model's cut of a colour frame: turned grey before the shrink, the same face (rounding)
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    grey_first = aligned_face(bgr, moved, TEMPLATE, 48, gray=True)
+    assert grey_first.ndim == 2
+    after = cv2.cvtColor(aligned_face(bgr, moved, TEMPLATE, 48), cv2.COLOR_BGR2GRAY)
+    assert np.abs(grey_first.astype(int) - after.astype(int)).max() <= 2
 
 
 def test_a_square_past_the_image_is_filled_by_blur_not_by_a_mirror_image():

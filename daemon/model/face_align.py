@@ -54,9 +54,12 @@ def valid_points(points: np.ndarray | None) -> bool:
     return bool(p[1, 0] - p[0, 0] > 1.0)
 
 
-def aligned_face(image: np.ndarray, points: np.ndarray, template: np.ndarray, side: int) -> np.ndarray:
+def aligned_face(image: np.ndarray, points: np.ndarray, template: np.ndarray, side: int,
+                 gray: bool = False) -> np.ndarray:
     """The face of ``image`` (grey or BGR uint8) whose five ``points`` are given, mapped onto
-    ``template`` (fractions of the side) in a ``side``×``side`` patch (``warp_filled``)."""
+    ``template`` (fractions of the side) in a ``side``×``side`` patch (``warp_filled``).
+    ``gray``: the model reads grey, so a BGR region to be shrunk is turned grey first (the area
+    shrink of a 100-px face is most of this function's time: 0.14 ms in BGR, 0.07 in grey)."""
     dst = np.asarray(template, np.float64)[:5] * side
     m = similarity(np.asarray(points, np.float64)[:5], dst)
     scale = float(np.hypot(m[0, 0], m[1, 0]))
@@ -70,7 +73,10 @@ def aligned_face(image: np.ndarray, points: np.ndarray, template: np.ndarray, si
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             f = scale * _MAX_WARP_SHRINK
             rw, rh = max(2, int(round((x1 - x0) * f))), max(2, int(round((y1 - y0) * f)))
-            image = cv2.resize(image[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+            region = image[y0:y1, x0:x1]
+            if gray and region.ndim == 3:
+                region = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+            image = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
             fx, fy = rw / (x1 - x0), rh / (y1 - y0)
             # a point of the region's resized pixels back to the frame, then through m
             back = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]], np.float64)

@@ -136,7 +136,7 @@ class Preprocessor:
 
     def aligned(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The face cut by its five points onto the manifest's template (``face_align``)."""
-        return aligned_face(image, points, self.template, self.size[0])
+        return aligned_face(image, points, self.template, self.size[0], gray=self.gray)
 
     def prepare(self, frame: np.ndarray, boxes: Sequence[Box], mirror: bool = False,
                 rolls: Sequence[float | None] | None = None,
