@@ -28,8 +28,9 @@ HEAD_HALF_WIDTH_IOD = 1.15
 NOSE_HEIGHT_IOD, NOSE_SPREAD_IOD = 0.45, 0.22
 
 
-def _surface(side: int, template: np.ndarray) -> tuple[np.ndarray, float]:
-    """Depth (side, side) of the head surface under an aligned face, and the axis' x."""
+def _surface(side: int, template: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Depth (side, side) of the head surface under an aligned face, the axis' x and the head's
+    half-width (pixels)."""
     t = template * side
     iod = float(t[1, 0] - t[0, 0])
     xc = float((t[0, 0] + t[1, 0]) / 2.0)
@@ -40,7 +41,7 @@ def _surface(side: int, template: np.ndarray) -> tuple[np.ndarray, float]:
     nx, ny = t[2]
     s = NOSE_SPREAD_IOD * iod
     z += NOSE_HEIGHT_IOD * iod * np.exp(-((xx - nx) ** 2 + ((yy - ny) * 0.7) ** 2) / (2 * s * s))
-    return z, xc
+    return z, xc, r
 
 
 def turn(face: np.ndarray, template, yaw_deg: float) -> np.ndarray:
@@ -48,13 +49,12 @@ def turn(face: np.ndarray, template, yaw_deg: float) -> np.ndarray:
     right) and cut again by its moved five points onto ``template``."""
     side = face.shape[0]
     tmpl = np.asarray(template, np.float64)
-    z, xc = _surface(side, tmpl)
+    z, xc, r = _surface(side, tmpl)
     phi = np.radians(yaw_deg)
     xs = np.arange(side, dtype=np.float64)
     # where each source pixel lands: the head turns, the background beyond it stays (a tight
     # crop has no pixels to fill a turned background from); the gap at the near cheek is filled
     # by stretching its edge, as a real turn reveals more of the near side
-    r = HEAD_HALF_WIDTH_IOD * float(tmpl[1, 0] - tmpl[0, 0]) * side
     head = np.abs(xs[None, :] - xc) < r
     u = np.where(head, xc + (xs[None, :] - xc) * np.cos(phi) + z * np.sin(phi), xs[None, :])
     map_x = np.empty((side, side), np.float32)
