@@ -9,8 +9,15 @@ open, shut or lowered, whatever the reason (the eye model outside the poses it h
 calling the eyes unreadable; the contour blind; the two cues disagreeing into nothing), and the
 head pose is unreadable below ``min_pose_confidence``. When either stays unreadable for
 ``after_s`` while a face is present, the alert starts, and it ends once both are readable again
-for ``confirm_s``. No face at all is ``driver_absent``'s alert, not this one. Signals that are
-not enabled are not required.
+for ``confirm_s``. Signals that are not enabled are not required.
+
+**A face lost while unreadable.** A face the monitor cannot read is often lost for a moment too
+(a dim face turning or dropping, a hand): the monitor is no less blind, so a loss shorter than
+``face_lost_s`` neither ends the alert nor restarts the unreadable stretch; it counts as
+unreadable time. No face for ``face_lost_s`` ends it ("no face"): an empty seat is
+``driver_absent``'s alert (its ``after_s`` is the same 5 s by default, so one hands over to the
+other). A face lost while it was readable starts nothing here (food or a hand for 2 s is
+neither a look away nor a blind monitor).
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from .head import HeadTracker, HeadZoneConfig, has_pose_signal, pose_of
 DEGRADED_AFTER_S = 5.0  # Euro NCAP: tell the driver within 10 s
 READABLE_CONFIRM_S = 1.0
 MIN_POSE_CONFIDENCE = 0.35  # as the head zone's: a driver seen at 45 degrees reads 0.38-0.54 (car_phone_in_lap)
+# As driver_absent's after_s: the face gone this long is an empty seat, that rule's alert. (The
+# night dashcam car clip loses its unreadable face for 3.4 s mid-alert: bench/driver_scenarios.py.)
+FACE_LOST_S = 5.0
 
 
 class DriverMonitoringDegradedConfig(RuleBase):
@@ -33,6 +43,8 @@ class DriverMonitoringDegradedConfig(RuleBase):
     after_s: float = Field(DEGRADED_AFTER_S, gt=0, le=10, title="face present but eyes or pose unreadable this long starts the alert (<= 10 s)")
     confirm_s: Seconds = Field(READABLE_CONFIRM_S, title="eyes and pose readable this long end the alert")
     min_pose_confidence: float = Field(MIN_POSE_CONFIDENCE, ge=0, le=1, title="head pose below this confidence is unreadable")
+    face_lost_s: Seconds = Field(FACE_LOST_S, title="no face this long ends the alert (driver_absent's); a shorter loss "
+                                                    "inside an unreadable stretch counts as unreadable")
 
 
 class DriverMonitoringDegraded(Rule):
@@ -43,6 +55,7 @@ class DriverMonitoringDegraded(Rule):
         self.cfg: DriverMonitoringDegradedConfig = cfg
         self.readable = Held()
         self.since: float | None = None  # first unreadable frame of the current stretch
+        self.no_face = Held()  # how long the face has been lost
         # the same judge the fatigue and distraction rules step: "readable" means readable to them
         self.head = HeadTracker(HeadZoneConfig(min_confidence=cfg.min_pose_confidence))
 
@@ -70,20 +83,25 @@ class DriverMonitoringDegraded(Rule):
         t = obs.t
         missing = self.what_is_unreadable(obs)
         good_s = self.readable.update(missing == [], t)
+        lost_s = self.no_face.update(missing is None, t)
+        gone = missing is None and lost_s >= self.cfg.face_lost_s
         # A stretch of unreadable sensing survives readable blips shorter than confirm_s (one
-        # lucky frame through dark glasses does not restart the clock); no face ends it.
+        # lucky frame through dark glasses does not restart the clock) and a face lost for less
+        # than face_lost_s (the monitor is as blind without it); a face gone that long ends it.
         if missing:
             self.since = t if self.since is None else self.since
-        elif missing is None or good_s >= self.cfg.confirm_s:
+        elif gone or (missing == [] and good_s >= self.cfg.confirm_s):
             self.since = None
         bad_s = 0.0 if self.since is None else t - self.since
-        details = {"unreadable": missing or [], "unreadable_s": round(bad_s, 3)}
+        unreadable = ["face"] if missing is None else missing
+        details = {"unreadable": unreadable if self.since is not None else [], "unreadable_s": round(bad_s, 3)}
         alerts = self.alerts
         if alerts.active is None:
-            if bad_s >= self.cfg.after_s and not alerts.cooling_down(t):
+            # started while a face is there (a lost one may still be an empty seat)
+            if missing is not None and bad_s >= self.cfg.after_s and not alerts.cooling_down(t):
                 return [alerts.start(t, obs.t_wall, "degraded", details, {"unreadable_s": round(bad_s, 3)})]
             return []
         alerts.raise_peak(unreadable_s=round(bad_s, 3))
-        if good_s >= self.cfg.confirm_s or missing is None:
-            return [alerts.end(t, obs.t_wall, {**details, "reason": "no face" if missing is None else "readable"})]
+        if good_s >= self.cfg.confirm_s or gone:
+            return [alerts.end(t, obs.t_wall, {**details, "reason": "no face" if gone else "readable"})]
         return []
