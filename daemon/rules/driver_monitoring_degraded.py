@@ -28,14 +28,15 @@ from pydantic import Field
 
 from ..types import Event, Observation
 from .base import Held, Rule, RuleBase, Seconds
+from .driver_absent import ABSENT_AFTER_S
 from .head import HeadTracker, HeadZoneConfig, has_pose_signal, pose_of
 
 DEGRADED_AFTER_S = 5.0  # Euro NCAP: tell the driver within 10 s
 READABLE_CONFIRM_S = 1.0
 MIN_POSE_CONFIDENCE = 0.35  # as the head zone's: a driver seen at 45 degrees reads 0.38-0.54 (car_phone_in_lap)
-# As driver_absent's after_s: the face gone this long is an empty seat, that rule's alert. (The
+# driver_absent's after_s: the face gone this long is an empty seat, that rule's alert. (The
 # night dashcam car clip loses its unreadable face for 3.4 s mid-alert: bench/driver_scenarios.py.)
-FACE_LOST_S = 5.0
+FACE_LOST_S = ABSENT_AFTER_S
 
 
 class DriverMonitoringDegradedConfig(RuleBase):

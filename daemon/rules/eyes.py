@@ -141,18 +141,15 @@ class EyeJudge:
         gaze = face.signal("gaze")
         lids = self.contour(float(gaze["openness"])) if isinstance(gaze, dict) else None
         if lids == "open":
-            barely = float(gaze["openness"]) < CONTOUR_SURE_OPEN * self.open_lids
-            if p is not None and p >= MODEL_SURE_CLOSED and barely:
+            if p is not None and p >= MODEL_CLOSED and float(gaze["openness"]) < CONTOUR_SURE_OPEN * self.open_lids:
                 # a dim or small face's contour reads shut lids barely open (0.13-0.16 on the night
-                # dashcam view: 59 % of its shut frames); wide open lids stay open
-                return "shut"
-            if p is not None and p >= MODEL_CLOSED and barely:
-                # the model says closed, the contour only barely open: an ambiguous closure (sleep
-                # counts it, a microsleep and PERCLOS do not; with the head down it is a look down).
-                # A night dashcam sleeper's 50-px shut lids read 0.14-0.18 open with the model at
-                # 0.6-0.85; labelled open eyes reach 0.6 on 0.5-1.9 % of the scenario frames (as
-                # filmed, dashcam, night), shut eyes on all of them.
-                return "lowered"
+                # dashcam view: 59 % of its shut frames); wide open lids stay open. The model sure:
+                # shut; only closed: an ambiguous closure (sleep counts it, a microsleep and
+                # PERCLOS do not; with the head down it is a look down). A night dashcam sleeper's
+                # 50-px shut lids read 0.14-0.18 open with the model at 0.6-0.85; labelled open
+                # eyes reach 0.6 on 0.5-1.9 % of the scenario frames (as filmed, dashcam, night),
+                # shut eyes on all of them.
+                return "shut" if p >= MODEL_SURE_CLOSED else "lowered"
             return "open"
         if lids is not None:
             if p is not None and p <= MODEL_OPEN:
