@@ -85,6 +85,13 @@ UNKNOWN_BREAK_S = 1.0
 # driver's night cabin; 1.2 s in tests/test_eyes_any_angle.py's night doze, which began 0.95 s
 # before the face was lost, under a microsleep), and the closure goes on through a gap up to this long.
 DOZE_UNKNOWN_BREAK_S = 2.0
+# ... and eyes read open for less than this inside a doze are a flutter, not an awakening: the
+# closure goes on (its length is held while they read open). On a small dim face the eye cues
+# misread a sleeper's shut lids as open on lone runs of 1-4 frames at 15 frames/s: the 40-px
+# night dashcam sleeper of bench/asleep_views.py, runs of 67-200 ms every 1-2 s, each of which
+# restarted the closure (a microsleep, never sleep). A driver who wakes keeps the eyes open for
+# seconds; a blink is never a doze (ESTABLISHED_S of closure first).
+FLUTTER_S = 0.25
 # Drowsiness signs counted over a rolling window (KSS-like drowsy level).
 DROWSY_WINDOW_S = 300.0
 DROWSY_YAWNS = 3
@@ -191,18 +198,26 @@ class Closure:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.since: float | None = None
+        self.opened: float | None = None  # first open frame of a flutter inside the closure
         self.unknown = Held()
 
-    def update(self, closed: bool | None, t: float, hold_s: float = UNKNOWN_BREAK_S) -> float:
-        """``hold_s``: how long an unknown stretch may last inside the closure."""
+    def update(self, closed: bool | None, t: float, hold_s: float = UNKNOWN_BREAK_S, flutter_s: float = 0.0) -> float:
+        """``hold_s``: how long an unknown stretch may last inside the closure; ``flutter_s``:
+        how long open eyes may (their time is not counted: a closure that does end, ends where
+        they opened)."""
         if closed is None:
             if self.unknown.update(True, t) > hold_s:
-                self.seconds, self.since = 0.0, None
+                self.seconds, self.since, self.opened = 0.0, None, None
             return self.seconds
         self.unknown.update(False, t)
         if not closed:
-            self.seconds, self.since = 0.0, None
+            if self.since is not None and flutter_s > 0.0:
+                self.opened = t if self.opened is None else self.opened
+                if t - self.opened < flutter_s:
+                    return self.seconds
+            self.seconds, self.since, self.opened = 0.0, None, None
         else:
+            self.opened = None
             if self.since is None:
                 self.since = t
             self.seconds = t - self.since
@@ -372,7 +387,8 @@ class DriverFatigue(Rule):
         # a doze: closed frames (not unknown ones between two shut frames) for ESTABLISHED_S
         doze = self._closed_s >= ESTABLISHED_S and self.seen_shut()
         closure_s = self.closure.update(False if self.head_away else closed, t,
-                                        DOZE_UNKNOWN_BREAK_S if doze else UNKNOWN_BREAK_S)
+                                        DOZE_UNKNOWN_BREAK_S if doze else UNKNOWN_BREAK_S,
+                                        FLUTTER_S if doze and not self.head_away else 0.0)
         if self.closure.since is None:
             self._frames = self._shut_frames = 0
             self._closed_s = 0.0
@@ -380,11 +396,16 @@ class DriverFatigue(Rule):
             self._frames += 1
             self._shut_frames += self._shut
             self._closed_s += dt
-        self.count_microsleeps(closure_s, t)
+        # A closure alerts only once its frames read closed stand for ESTABLISHED_S: a few lone
+        # closed readings with unknown frames between them are not one (the mirrored street
+        # clip: three shut frames of passers-by's faces across 1.2 s, 0.12 s of them closed,
+        # made a microsleep).
+        judged_s = closure_s if self._closed_s >= ESTABLISHED_S else 0.0
+        self.count_microsleeps(judged_s, t)
         self.count_signs(obs, closure_s)
         perclos = self.perclos.value(t)
         drowsy = self.drowsy.update(perclos) or self.drowsy_signs()
-        level = max(self.closure_level(closure_s), FatigueLevel.DROWSY if drowsy else FatigueLevel.NONE)
+        level = max(self.closure_level(judged_s), FatigueLevel.DROWSY if drowsy else FatigueLevel.NONE)
         details = {
             "perclos": None if perclos is None else round(perclos, 3),
             "closure_s": round(closure_s, 3),
