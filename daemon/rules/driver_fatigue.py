@@ -198,26 +198,24 @@ class Closure:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.since: float | None = None
-        self.opened: float | None = None  # first open frame of a flutter inside the closure
         self.unknown = Held()
+        self.opened = Held()  # eyes read open inside the closure (a flutter, or the end)
 
     def update(self, closed: bool | None, t: float, hold_s: float = UNKNOWN_BREAK_S, flutter_s: float = 0.0) -> float:
         """``hold_s``: how long an unknown stretch may last inside the closure; ``flutter_s``:
-        how long open eyes may (their time is not counted: a closure that does end, ends where
-        they opened)."""
+        how long eyes read open may (the length is held meanwhile, so a closure that ends there
+        is not lengthened by them; one that goes on counts them)."""
         if closed is None:
             if self.unknown.update(True, t) > hold_s:
-                self.seconds, self.since, self.opened = 0.0, None, None
+                self.seconds, self.since = 0.0, None
             return self.seconds
         self.unknown.update(False, t)
+        opened_s = self.opened.update(not closed, t)
         if not closed:
-            if self.since is not None and flutter_s > 0.0:
-                self.opened = t if self.opened is None else self.opened
-                if t - self.opened < flutter_s:
-                    return self.seconds
-            self.seconds, self.since, self.opened = 0.0, None, None
+            if self.since is not None and opened_s < flutter_s:
+                return self.seconds
+            self.seconds, self.since = 0.0, None
         else:
-            self.opened = None
             if self.since is None:
                 self.since = t
             self.seconds = t - self.since
