@@ -59,6 +59,10 @@ class FaceState:
     # are unreadable, and they are dark against the face around them): the gaze signal, which runs
     # after it, then reads nothing (MediaPipe Iris draws an open eye on a dark lens). Never published.
     eyes_hidden: bool = field(compare=False, repr=False)
+    # The head_pose signal ran FaceMesh on this face in this frame and it found no face (a face
+    # large enough for it: turned, tilted or dim past what it fits): the pose is unknown, not
+    # merely unmeasured, so the eye signal does not trust its model as if head_pose were off.
+    mesh_lost: bool = field(compare=False, repr=False)
 
     def __init__(self, track_id: int, box: Box, probs: np.ndarray | None, label: str | None, confidence: float,
                  primary: bool = False, landmarks: np.ndarray | None = None,
@@ -68,6 +72,7 @@ class FaceState:
         self.signals = {**(signals or {}), **signal_values}
         self.mesh = None
         self.eyes_hidden = False
+        self.mesh_lost = False
 
     def signal(self, name: str) -> SignalValue:
         """The value of one signal on this face; None when it was not measured."""

@@ -147,6 +147,7 @@ class Pipeline:
         self._followed: Track | None = None  # the primary track, placed by its own mesh on the last frame
         self._lost = False  # the mesh lost the face it followed on the last frame: detect on this one
         self._t_scan: float | None = None  # capture time of the last completed whole-frame scan
+        self._search_turn = True  # no face tracked: the next round is the plain scan (then the finer one)
 
     def forget(self) -> None:
         """Start the next frame as if it were the first: no tracks, no classification history,
@@ -157,6 +158,7 @@ class Pipeline:
         self._last = {name: {} for name in self._last}
         self._n = self._part = 0  # the next frame is a first one: detection, and a whole scan
         self._followed, self._lost, self._t_scan = None, False, None
+        self._search_turn = True
         for signal in self.signals:
             signal.forget()
 
@@ -201,8 +203,11 @@ class Pipeline:
             searched = set(new)
             return found, lambda box: box in searched or self.detector.covers(part, parts, box, hw)
         if not tracked:
+            # No face: the plain scan and a finer one take turns (a dim or distant face is found
+            # by the finer one; the plain one stays as quick to find a face that walks in).
             self._part = 0
-            return self.detector.detect(image), None
+            self._search_turn = not self._search_turn
+            return (self.detector.detect_search(image) if self._search_turn else self.detector.detect(image)), None
         found = self.detector.detect_near(image, tracked)
         found += self.detector.detect_part(image, part, parts)
         self._part = (part + 1) % parts

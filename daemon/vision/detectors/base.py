@@ -41,6 +41,11 @@ class Detector(Protocol):
 
     def detect_part(self, frame_bgr: np.ndarray, part: int, parts: int) -> list[Detection]: ...
 
+    def detect_search(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """A whole scan for when no face is tracked: finer than ``detect`` where the detector can
+        afford it (the frame has no face to spend its time on)."""
+        ...
+
     def scan_parts(self, every_n: int) -> int:
         """Into how many detection rounds one whole-frame scan is split."""
         ...

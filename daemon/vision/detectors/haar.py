@@ -100,6 +100,11 @@ class HaarDetector:
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         return self._scan(frame_bgr, None)
 
+    def detect_search(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """The plain scan: Haar's smallest face is a fraction of the frame (min_size), so a finer
+        copy would not find smaller faces, only cost more."""
+        return self.detect(frame_bgr)
+
     def scan_parts(self, every_n: int) -> int:
         return max(1, self.cfg.full_scan_every_n // max(1, every_n))
 

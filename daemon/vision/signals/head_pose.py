@@ -79,6 +79,7 @@ class HeadPose(FaceSignal):
         r = self.mesh.read(frame_bgr, face.box, self._tilt.get(face.track_id, 0.0))
         if r is None:
             self._tilt.pop(face.track_id, None)
+            face.mesh_lost = True
             return None
         if face.track_id not in self._tilt and len(self._tilt) >= TILT_HINTS_KEPT:
             self._tilt.pop(next(iter(self._tilt)))  # bounded: forget the oldest face
