@@ -135,8 +135,8 @@ class YunetDetector:
 
     def detect_search(self, frame_bgr: np.ndarray) -> list[Detection]:
         """A whole scan at ``search_width`` (the plain scan where that is not finer). The 1080p car
-        clip in ``--variant night`` (dim, noisy): its driver's 120-px face is 20 px at 320 and
-        found on 6 of 84 sampled frames; at 640 on 80 of 84 (bench/RESULTS.md)."""
+        clip in ``--variant night`` (dim, noisy): its driver's 120-px face is 20 px at 320, found
+        there on 3-5 of 30 frames; at 640 on 30 of 30 (bench/RESULTS.md, 2026-12-08)."""
         fh, fw = frame_bgr.shape[:2]
         if self.cfg.search_width <= self.cfg.downscale_width or fw <= self.cfg.downscale_width:
             return self.detect(frame_bgr)
